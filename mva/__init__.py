@@ -1,0 +1,36 @@
+"""mva: multivariate analysis for high-energy physics.
+
+Map of the package
+------------------
+config          typed YAML config (``load_config``), validated once, errors name the key path
+io.readers      ROOT (uproot), CSV, Parquet -> column chunks; ``io.expressions`` safe expressions
+io.events       the in-memory event table (``Events``) built from a config
+io.writers      atomic writers: ROOT TTrees (mktree/extend), CSV, Parquet, run directories
+preprocessing   standardize, minmax, decorrelate, pca, uniform, gauss (JSON-storable)
+methods         knn, bdt (xgboost), svm (scikit-learn), mlp (torch), linear: one module each
+evaluation      ROC/KS/separation/significance, regression metrics, P(S|y), plots
+training       ``train(config, output)``; application: ``apply(run_dir, inputs, output)``
+store           models on disk without pickle, manifest with SHA-256 checksums
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["load_config", "train", "apply", "__version__"]
+
+
+def __getattr__(name: str):  # lazy: keep ``import mva`` and ``mva --help`` light
+    if name == "load_config":
+        from mva.config import load_config
+
+        return load_config
+    if name == "train":
+        from mva.training import train
+
+        return train
+    if name == "apply":
+        from mva.application import apply
+
+        return apply
+    raise AttributeError(name)

@@ -1,0 +1,193 @@
+"""The ``mva`` command line: thin wrappers that parse options and call one library function."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mva.errors import MvaError
+
+log = logging.getLogger("mva")
+
+_STATE = {"debug": False}
+
+
+def _setup_logging(quiet: bool, debug: bool) -> None:
+    _STATE["debug"] = _STATE["debug"] or debug
+    root = logging.getLogger("mva")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("mva: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if _STATE["debug"] else logging.WARNING if quiet else logging.INFO)
+    root.propagate = False
+
+
+def common(f: Any) -> Any:
+    f = click.option("--debug", is_flag=True, help="Show tracebacks and debug messages.")(f)
+    f = click.option("-q", "--quiet", is_flag=True, help="No progress messages (batch jobs).")(f)
+    return f
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MvaError as exc:
+            if _STATE["debug"]:
+                raise
+            click.echo(f"mva: error: {exc}", err=True)
+            sys.exit(2)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("mva: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            if _STATE["debug"]:
+                raise
+            msg = str(exc).splitlines()[0] if str(exc) else ""
+            click.echo(f"mva: error: {type(exc).__name__}: {msg} (rerun with --debug for "
+                       "the traceback)", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mva")
+@common
+def main(quiet: bool, debug: bool) -> None:
+    """Multivariate analysis for HEP: train, evaluate and apply classifiers and regressors.
+
+    \b
+    Start with a toy:
+      mva example classification --output toy
+      mva train toy/config.yaml --output toy/run
+      mva apply toy/run toy/data/toy.root --tree TreeB --output scored.root
+      mva report toy/run
+    """
+    _setup_logging(quiet, debug)
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory to create (refused if it exists, unless --force).")
+@click.option("--force", is_flag=True, help="Replace an existing run directory.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key, e.g. --set methods.bdt.max_depth=4 (repeatable).")
+@common
+def train(config: Path, output: Path, force: bool, overrides: tuple[str, ...], quiet: bool,
+          debug: bool) -> None:
+    """Train every method of CONFIG and write the run directory.
+
+    \b
+    Example:
+      mva train config.yaml --output runs/v1 --set split.seed=3 --set methods.bdt.max_depth=4
+    Writes RUN_DIR/metrics.json, output.root (TrainTree/TestTree), models/, plots/, report.html.
+    """
+    _setup_logging(quiet, debug)
+    from mva.config import load_config
+    from mva.training import summary_table, train as run_train
+
+    cfg = load_config(config, list(overrides))
+    run = run_train(cfg, output, force=force)
+    click.echo(summary_table(run))
+    click.echo(f"run written to {output}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file: .root, .csv or .parquet.")
+@click.option("-t", "--tree", default=None, help="Tree to read (ROOT inputs), e.g. Events or dir/tree.")
+@click.option("--methods", default="", help="Comma-separated methods to apply (default: all).")
+@click.option("--keep", default="", help="Comma-separated input branches to copy to the output.")
+@click.option("--cut", default="", help="Score only events passing this selection.")
+@click.option("--signal-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=None, help="f_s for <method>_prob (default: from the training config).")
+@click.option("--step-size", type=click.IntRange(min=1), default=200_000, show_default=True,
+              help="Events per chunk (memory does not grow with file size).")
+@common
+def apply(run_dir: Path, inputs: tuple[str, ...], output: Path, tree: str | None, methods: str,
+          keep: str, cut: str, signal_fraction: float | None, step_size: int, quiet: bool,
+          debug: bool) -> None:
+    """Score every event of INPUTS with the methods trained in RUN_DIR.
+
+    \b
+    Example:
+      mva apply runs/v1 data/*.root --tree Events --output scored.root --methods bdt --keep run,event
+    Writes one float branch per method (and <method>_prob, <method>_rarity, <method>_sigma where the
+    method has them) to a tree of the same name in OUTPUT, in input order.
+    """
+    _setup_logging(quiet, debug)
+    from mva.application import apply as run_apply
+
+    res = run_apply(run_dir, list(inputs), output, tree=tree, methods=_split(methods),
+                    keep=_split(keep), cut=cut, signal_fraction=signal_fraction,
+                    step_size=step_size)
+    if not quiet:
+        click.echo(f"scored {res['written']} events with {', '.join(res['methods'])} -> {output}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@common
+def inspect(file: str, as_json: bool, quiet: bool, debug: bool) -> None:
+    """List the trees of FILE with their branches, types (flat or jagged) and entries.
+
+    \b
+    Example:
+      mva inspect data/nano.root
+    """
+    _setup_logging(quiet, debug)
+    from mva.io.readers import describe
+
+    info = describe(file)
+    if as_json:
+        click.echo(json.dumps(info, indent=1))
+        return
+    for t in info:
+        click.echo(f"{t['tree'] or file}: {t['entries']} entries, {len(t['branches'])} branches")
+        for b in t["branches"]:
+            click.echo(f"  {b['name']:<40} {b['kind']:<7} {b['type']}")
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["classification", "regression", "calorimeter"]))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("-n", "--events", type=click.IntRange(min=10), default=None,
+              help="Events to generate (per class for classification).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing directory.")
+@common
+def example(kind: str, output: Path, events: int | None, seed: int, force: bool, quiet: bool,
+            debug: bool) -> None:
+    """Write a toy data set and a config that trains on it.
+
+    \b
+    Examples:
+      mva example classification --output toy      # four correlated Gaussians, TreeS/TreeB
+      mva example regression --output reg          # TMVA's noisy parabola
+      mva example calorimeter --output calo        # photon energy correction
+    """
+    _setup_logging(quiet, debug)
+    from mva.examples import write_example
+
+    path = write_example(kind, output, n=events, seed=seed, force=force)
+    click.echo(f"wrote {path.parent}/data and {path}; train with: mva train {path} --output "
+               f"{path.parent}/run")
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""The typed run configuration: YAML in, frozen validated objects out.
+
+Validation happens once, at load. Every error names the file and the key path, e.g.
+``config.yaml: methods.bdt.max_depth: Input should be greater than or equal to 1 (got 0)``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mva.errors import ConfigError
+
+__all__ = ["Config", "load_config", "parse_config", "apply_overrides"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Frozen):
+    """Where the events of one class (or of a regression sample) come from."""
+
+    files: list[str] = Field(min_length=1)
+    tree: str | None = None
+    weight: str = ""
+    cut: str = ""
+
+    @field_validator("files", mode="before")
+    @classmethod
+    def _one_file(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class Data(_Frozen):
+    signal: Source | None = None
+    background: Source | None = None
+    # regression (or a shared source): files/tree directly under `data`
+    files: list[str] | None = None
+    tree: str | None = None
+    features: list[str] = Field(min_length=1)
+    spectators: list[str] = []
+    target: list[str] = []
+    cut: str = ""
+    weight: str = ""
+    default: float = Field(
+        -999.0, description="value for x[i] of a jagged branch when an event has fewer elements"
+    )
+
+    @field_validator("files", "target", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        if v is None or v == "":
+            return [] if v == "" else v
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("features")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dup = sorted({f for f in v if v.count(f) > 1})
+        if dup:
+            raise ValueError(f"duplicate features: {', '.join(dup)}")
+        return v
+
+
+class TrainSize(_Frozen):
+    signal: int = Field(ge=0)
+    background: int = Field(ge=0)
+
+
+class Split(_Frozen):
+    train_size: TrainSize | int | None = None
+    test_fraction: float | None = Field(None, gt=0.0, lt=1.0)
+    seed: int = 0
+    normalization: Literal["equal", "mean", "none"] = "equal"
+    negative_weights: Literal["keep", "ignore"] = "keep"
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Split:
+        if self.train_size is not None and self.test_fraction is not None:
+            raise ValueError("give either train_size or test_fraction, not both")
+        return self
+
+
+class Yields(_Frozen):
+    signal: float = Field(gt=0)
+    background: float = Field(gt=0)
+
+
+class Evaluation(_Frozen):
+    yields: Yields | None = None
+    signal_fraction: float | None = Field(None, gt=0.0, lt=1.0)
+    plots: bool = True
+    formats: list[Literal["png", "pdf"]] = ["png", "pdf"]
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Evaluation:
+        if self.yields is not None and self.signal_fraction is not None:
+            raise ValueError("give either yields or signal_fraction, not both")
+        return self
+
+    def resolved_signal_fraction(self, default: float) -> float:
+        if self.signal_fraction is not None:
+            return self.signal_fraction
+        if self.yields is not None:
+            return self.yields.signal / (self.yields.signal + self.yields.background)
+        return default
+
+
+class MethodSpec(_Frozen):
+    """A method as configured: its key, type, preprocessing and validated parameters."""
+
+    name: str
+    type: str
+    preprocess: list[str] | None
+    params: dict[str, Any]
+
+
+class Config(_Frozen):
+    task: Literal["classification", "regression"]
+    data: Data
+    split: Split = Split()
+    methods: dict[str, MethodSpec]
+    evaluation: Evaluation = Evaluation()
+    source: str = "<config>"
+    raw: dict[str, Any] = {}
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task == "classification"
+
+
+def _fmt_error(source: str, prefix: tuple, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in (*prefix, *err["loc"]) if not str(p).startswith("function-"))
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif "input" in err and not isinstance(err["input"], dict | list):
+        msg += f" (got {err['input']!r})"
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{source}: {loc or '<top>'}: {msg}{more}"
+
+
+def _validate_method(name: str, spec: Any, task: str, source: str) -> MethodSpec:
+    from mva.methods import METHODS, method_class
+
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{source}: methods.{name}: must be a mapping like {{type: bdt}}")
+    spec = dict(spec)
+    mtype = spec.pop("type", None)
+    if mtype not in METHODS:
+        raise ConfigError(
+            f"{source}: methods.{name}.type: unknown method type {mtype!r} "
+            f"(known: {', '.join(sorted(METHODS))})"
+        )
+    preprocess = spec.pop("preprocess", None)
+    if isinstance(preprocess, str):
+        preprocess = [preprocess] if preprocess not in ("", "none") else []
+    if preprocess is not None:
+        from mva.preprocessing import TRANSFORMS
+
+        if not isinstance(preprocess, list):
+            raise ConfigError(f"{source}: methods.{name}.preprocess: must be a list of names")
+        for step in preprocess:
+            if step not in TRANSFORMS:
+                raise ConfigError(
+                    f"{source}: methods.{name}.preprocess: unknown transformation {step!r} "
+                    f"(known: {', '.join(sorted(TRANSFORMS))})"
+                )
+    cls = method_class(mtype)
+    try:
+        params = cls.Params(**spec)
+    except ValidationError as exc:
+        raise ConfigError(_fmt_error(source, ("methods", name), exc)) from None
+    try:
+        cls.check_task(task, params)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: methods.{name}: {exc}") from None
+    return MethodSpec(name=name, type=mtype, preprocess=preprocess, params=params.model_dump())
+
+
+def parse_config(raw: dict[str, Any], source: str = "<config>") -> Config:
+    """Validate a config mapping; raise :class:`ConfigError` naming the key path."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the config must be a YAML mapping")
+    raw = copy.deepcopy(raw)
+    methods = raw.get("methods")
+    if not isinstance(methods, dict) or not methods:
+        raise ConfigError(f"{source}: methods: at least one method is required, e.g. {{bdt: {{type: bdt}}}}")
+    for name in methods:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ConfigError(f"{source}: methods.{name}: method keys must be identifiers")
+    task = raw.get("task")
+    body = {k: v for k, v in raw.items() if k != "methods"}
+    body["methods"] = {}
+    try:
+        cfg = Config(**body, source=source)
+    except ValidationError as exc:
+        raise ConfigError(_fmt_error(source, (), exc)) from None
+    specs = {n: _validate_method(n, s, task, source) for n, s in methods.items()}
+    _check_data(cfg, source)
+    return cfg.model_copy(update={"methods": specs, "raw": raw})
+
+
+def _check_data(cfg: Config, source: str) -> None:
+    d = cfg.data
+    if cfg.is_classification:
+        for cls in ("signal", "background"):
+            if getattr(d, cls) is None:
+                raise ConfigError(f"{source}: data.{cls}: required for classification")
+        if d.target:
+            raise ConfigError(f"{source}: data.target: only for task: regression")
+    else:
+        if not d.target:
+            raise ConfigError(f"{source}: data.target: required for regression")
+        if not d.files and d.signal is None:
+            raise ConfigError(f"{source}: data.files: required for regression")
+        if isinstance(cfg.split.train_size, TrainSize):
+            raise ConfigError(f"{source}: split.train_size: give one number for regression")
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values parsed as YAML) to a raw config mapping."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. methods.bdt.max_depth=4")
+        node = raw
+        parts = key.split(".")
+        for p in parts[:-1]:
+            nxt = node.get(p) if isinstance(node, dict) else None
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {key}: {p} is not a mapping")
+            node = nxt
+        node[parts[-1]] = yaml.safe_load(value) if value != "" else ""
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read and validate a YAML config file. Relative data paths resolve against its folder."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    raw = apply_overrides(raw or {}, overrides or [])
+    cfg = parse_config(raw, source=str(path))
+    return cfg.model_copy(update={"data": _resolve_paths(cfg.data, path.parent)})
+
+
+def _resolve_paths(data: Data, base: Path) -> Data:
+    def fix(files: list[str] | None) -> list[str] | None:
+        if files is None:
+            return None
+        return [f if Path(f).is_absolute() or "://" in f else str(base / f) for f in files]
+
+    update: dict[str, Any] = {"files": fix(data.files)}
+    for cls in ("signal", "background"):
+        src = getattr(data, cls)
+        if src is not None:
+            update[cls] = src.model_copy(update={"files": fix(src.files)})
+    return data.model_copy(update=update)

@@ -1,0 +1,1 @@
+"""Evaluation: physics metrics (classification, regression, P(S|y)) and plots."""

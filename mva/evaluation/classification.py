@@ -1,0 +1,409 @@
+"""Classification performance measures (ROC, separation, KS test, cut optimisation).
+
+All functions take per-event ``scores`` (higher = more signal-like), ``labels``
+(1 = signal, 0 = background) and optional per-event ``weights`` (``None`` means
+unit weights).  Weights may be negative, as Monte Carlo generators produce them:
+every quantity is built from cumulative weighted sums, so negative weights simply
+subtract, and curves may then be non-monotonic.  A class whose total weight is not
+positive cannot be normalised and raises ``ValueError``.
+
+A cut always means "select events with ``score >= cut``".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+__all__ = [
+    "roc_curve",
+    "roc_auc",
+    "eff_sig_at_bkg",
+    "separation",
+    "ks_2samp_weighted",
+    "significance_scan",
+    "cut_efficiency_curves",
+    "cut_for_efficiency",
+]
+
+logger = logging.getLogger(__name__)
+
+ArrayLike = np.ndarray | Sequence[float]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_1d(x: ArrayLike, name: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=float)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        # model outputs often come as (n, 1) columns
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {np.shape(x)}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def _weights(weights: ArrayLike | None, n: int, name: str = "weights") -> np.ndarray:
+    if weights is None:
+        return np.ones(n)
+    w = _as_1d(weights, name)
+    if w.shape[0] != n:
+        raise ValueError(f"{name} has length {w.shape[0]}, expected {n}")
+    return w
+
+
+def _check_inputs(
+    scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate and convert to float arrays; ``labels`` becomes a boolean signal mask."""
+    s = _as_1d(scores, "scores")
+    lab = np.asarray(labels).reshape(-1)
+    if lab.shape[0] != s.shape[0]:
+        raise ValueError(f"labels has length {lab.shape[0]}, expected {s.shape[0]}")
+    if not np.all(np.isin(lab, (0, 1))):
+        raise ValueError("labels must be 1 (signal) or 0 (background)")
+    w = _weights(weights, s.shape[0])
+    return s, lab.astype(bool), w
+
+
+def _cumulative(
+    scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted signal/background sums passing ``score >= t`` for each distinct score ``t``.
+
+    Returns
+    -------
+    thresholds, cum_sig, cum_bkg
+        Thresholds in descending order (one per distinct score, ties grouped);
+        the last entries of ``cum_sig``/``cum_bkg`` are the class totals.
+    """
+    s, is_sig, w = _check_inputs(scores, labels, weights)
+    if not is_sig.any() or is_sig.all():
+        raise ValueError("need both signal (label 1) and background (label 0) events")
+    order = np.argsort(-s, kind="stable")
+    s_sorted = s[order]
+    w_sorted = w[order]
+    sig_sorted = is_sig[order]
+    # the cut "score >= t" takes all tied events at once, so sample the running sums
+    # only at the last event of each group of equal scores
+    last_of_group = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.size - 1]
+    cum_sig = np.cumsum(np.where(sig_sorted, w_sorted, 0.0))[last_of_group]
+    cum_bkg = np.cumsum(np.where(sig_sorted, 0.0, w_sorted))[last_of_group]
+    return s_sorted[last_of_group], cum_sig, cum_bkg
+
+
+def _class_totals(cum_sig: np.ndarray, cum_bkg: np.ndarray) -> tuple[float, float]:
+    tot_sig, tot_bkg = float(cum_sig[-1]), float(cum_bkg[-1])
+    if tot_sig <= 0 or tot_bkg <= 0:
+        raise ValueError(
+            f"class weights must sum to a positive value (signal {tot_sig:g}, "
+            f"background {tot_bkg:g})"
+        )
+    return tot_sig, tot_bkg
+
+
+def _safe_divide(num: np.ndarray, den: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """``num / den`` where ``ok``, NaN elsewhere, without floating-point warnings."""
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    np.divide(num, den, out=out, where=ok)
+    return out
+
+
+# --------------------------------------------------------------------------- ROC
+
+
+def roc_curve(
+    scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact weighted ROC curve.
+
+    Parameters
+    ----------
+    scores, labels, weights
+        Per-event classifier output, 1/0 signal/background label and weight.
+
+    Returns
+    -------
+    eff_bkg, eff_sig, thresholds
+        One point per distinct score (ties grouped), thresholds descending;
+        ``eff = (weight with score >= threshold) / (total class weight)``.
+        A leading point ``(0, 0)`` with threshold ``+inf`` is prepended, so the
+        curve runs from (0, 0) to (1, 1).
+    """
+    thresholds, cum_sig, cum_bkg = _cumulative(scores, labels, weights)
+    tot_sig, tot_bkg = _class_totals(cum_sig, cum_bkg)
+    eff_sig = np.r_[0.0, cum_sig / tot_sig]
+    eff_bkg = np.r_[0.0, cum_bkg / tot_bkg]
+    # the cumulative sum is the total itself, so the end point is exactly (1, 1)
+    return eff_bkg, eff_sig, np.r_[np.inf, thresholds]
+
+
+def roc_auc(scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None = None) -> float:
+    """Area under the weighted ROC curve (trapezoidal rule on :func:`roc_curve`)."""
+    eff_bkg, eff_sig, _ = roc_curve(scores, labels, weights)
+    return float(np.trapezoid(eff_sig, eff_bkg))
+
+
+def eff_sig_at_bkg(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    weights: ArrayLike | None = None,
+    eff_bkg: float | Sequence[float] = (0.01, 0.1, 0.3),
+) -> dict[str, float]:
+    """Signal efficiency at given background efficiencies (TMVA's "effS at effB").
+
+    Linear interpolation on the ROC curve.  Walking from the tightest cut, the
+    segment used is the first one that crosses the requested background
+    efficiency; if the curve has a vertical step exactly there, the highest signal
+    efficiency of that step is returned.
+
+    Returns
+    -------
+    dict
+        ``{f"{eb:g}": eff_sig}``, e.g. keys ``"0.01", "0.1", "0.3"``.
+    """
+    roc_b, roc_s, _ = roc_curve(scores, labels, weights)
+    targets = np.atleast_1d(np.asarray(eff_bkg, dtype=float))
+    if np.any((targets < 0) | (targets > 1)):
+        raise ValueError(f"background efficiencies must lie in [0, 1], got {targets}")
+    result: dict[str, float] = {}
+    for target in targets:
+        above = np.flatnonzero(roc_b > target)
+        if above.size == 0:
+            value = float(roc_s[-1])
+        else:
+            # roc_b[0] == 0 <= target, so the first crossing has a predecessor
+            j = int(above[0])
+            b0, b1, s0, s1 = roc_b[j - 1], roc_b[j], roc_s[j - 1], roc_s[j]
+            value = float(s0 + (target - b0) / (b1 - b0) * (s1 - s0))
+        result[f"{target:g}"] = value
+    return result
+
+
+# --------------------------------------------------------------------------- separation
+
+
+def separation(
+    scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None = None, bins: int = 100
+) -> float:
+    """TMVA separation ``<S^2> = 1/2 sum_i (pS_i - pB_i)^2 / (pS_i + pB_i)``.
+
+    ``pS`` and ``pB`` are the weighted score histograms of each class, normalised
+    to unit sum, on ``bins`` equal bins spanning the range of all scores.  Bins
+    with ``pS + pB <= 0`` (possible with negative weights) are skipped, as in TMVA.
+    The result is 0 for identical and 1 for disjoint distributions.
+    """
+    s, is_sig, w = _check_inputs(scores, labels, weights)
+    if not is_sig.any() or is_sig.all():
+        raise ValueError("need both signal (label 1) and background (label 0) events")
+    if int(bins) < 1:
+        raise ValueError(f"bins must be positive, got {bins}")
+    lo, hi = float(s.min()), float(s.max())
+    if lo == hi:
+        # every event has the same score: the distributions are identical
+        return 0.0
+    h_sig, edges = np.histogram(s[is_sig], bins=int(bins), range=(lo, hi), weights=w[is_sig])
+    h_bkg, _ = np.histogram(s[~is_sig], bins=edges, weights=w[~is_sig])
+    tot_sig, tot_bkg = h_sig.sum(), h_bkg.sum()
+    if tot_sig <= 0 or tot_bkg <= 0:
+        raise ValueError("class weights must sum to a positive value")
+    p_sig, p_bkg = h_sig / tot_sig, h_bkg / tot_bkg
+    den = p_sig + p_bkg
+    ok = den > 0
+    return float(0.5 * np.sum((p_sig[ok] - p_bkg[ok]) ** 2 / den[ok]))
+
+
+# --------------------------------------------------------------------------- KS test
+
+
+def _weighted_ecdf(
+    x: np.ndarray, w: np.ndarray, at: np.ndarray
+) -> np.ndarray:
+    """Weighted ECDF ``F(t) = sum(w[x <= t]) / sum(w)`` at points ``at``, clipped to [0, 1]."""
+    order = np.argsort(x, kind="stable")
+    x_sorted = x[order]
+    cum = np.r_[0.0, np.cumsum(w[order])]
+    total = cum[-1]
+    if total <= 0:
+        raise ValueError("sample weights must sum to a positive value")
+    # clipping keeps negative-weight excursions from inflating the distance
+    return np.clip(cum[np.searchsorted(x_sorted, at, side="right")] / total, 0.0, 1.0)
+
+
+def _n_eff(w: np.ndarray) -> float:
+    """Kish effective sample size ``(sum|w|)^2 / sum w^2``."""
+    return float(np.sum(np.abs(w)) ** 2 / np.sum(w**2))
+
+
+def ks_2samp_weighted(
+    a: ArrayLike,
+    b: ArrayLike,
+    wa: ArrayLike | None = None,
+    wb: ArrayLike | None = None,
+) -> tuple[float, float]:
+    """Two-sample Kolmogorov-Smirnov test for weighted samples.
+
+    The statistic is the exact maximum distance between the two weighted ECDFs,
+    evaluated at every data point (unbinned, deterministic).  The p-value mirrors
+    ``scipy.stats.ks_2samp(method="asymp")``: ``scipy.stats.kstwo.sf(D, round(n))``
+    with ``n = n_a n_b / (n_a + n_b)``, where each sample size is replaced by its
+    effective size ``(sum|w|)^2 / sum w^2``.  With unit weights both numbers agree
+    with scipy.
+
+    Returns
+    -------
+    statistic, p_value
+    """
+    xa, xb = _as_1d(a, "a"), _as_1d(b, "b")
+    if xa.size == 0 or xb.size == 0:
+        raise ValueError("both samples must be non-empty")
+    wa_ = _weights(wa, xa.size, "wa")
+    wb_ = _weights(wb, xb.size, "wb")
+    if not (np.any(wa_ != 0) and np.any(wb_ != 0)):
+        raise ValueError("each sample needs at least one non-zero weight")
+    at = np.concatenate([xa, xb])
+    dist = np.abs(_weighted_ecdf(xa, wa_, at) - _weighted_ecdf(xb, wb_, at))
+    statistic = float(dist.max())
+    na, nb = _n_eff(wa_), _n_eff(wb_)
+    # scipy rounds the combined size because kstwo is defined for integer n
+    n = max(1.0, float(np.round(na * nb / (na + nb))))
+    p_value = float(np.clip(stats.kstwo.sf(statistic, n), 0.0, 1.0))
+    return statistic, p_value
+
+
+# --------------------------------------------------------------------------- cut scans
+
+
+def _scaled_cumulative(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    weights: ArrayLike | None,
+    n_sig: float | None,
+    n_bkg: float | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """:func:`_cumulative` with the classes rescaled to ``n_sig`` / ``n_bkg`` events."""
+    thresholds, cum_sig, cum_bkg = _cumulative(scores, labels, weights)
+    tot_sig, tot_bkg = _class_totals(cum_sig, cum_bkg)
+    if n_sig is not None:
+        cum_sig = cum_sig * (float(n_sig) / tot_sig)
+        tot_sig = float(n_sig)
+    if n_bkg is not None:
+        cum_bkg = cum_bkg * (float(n_bkg) / tot_bkg)
+        tot_bkg = float(n_bkg)
+    return thresholds, cum_sig, cum_bkg, tot_sig, tot_bkg
+
+
+def _significance(sig: np.ndarray, bkg: np.ndarray) -> np.ndarray:
+    """``S / sqrt(S + B)``, NaN where ``S + B <= 0``."""
+    tot = sig + bkg
+    ok = tot > 0
+    return _safe_divide(sig, np.sqrt(np.where(ok, tot, 1.0)), ok)
+
+
+def significance_scan(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    weights: ArrayLike | None = None,
+    n_sig: float | None = None,
+    n_bkg: float | None = None,
+) -> dict[str, float]:
+    """Cut ``score >= cut`` maximising ``S / sqrt(S + B)``, exactly over all distinct scores.
+
+    Parameters
+    ----------
+    n_sig, n_bkg
+        Expected signal/background yields before the cut; weights of each class are
+        rescaled to sum to them.  ``None`` keeps the raw weighted sums.
+
+    Returns
+    -------
+    dict
+        ``cut`` (the score threshold), ``significance``, ``eff_sig``, ``eff_bkg``,
+        and ``n_sig`` / ``n_bkg`` (the yields S and B passing the cut).  Among equal
+        maxima the tightest cut is reported.
+    """
+    thresholds, cum_sig, cum_bkg, tot_sig, tot_bkg = _scaled_cumulative(
+        scores, labels, weights, n_sig, n_bkg
+    )
+    z = _significance(cum_sig, cum_bkg)
+    if np.all(np.isnan(z)):
+        raise ValueError("no cut leaves a positive number of selected events")
+    # thresholds are descending, so argmax's first hit is the tightest optimal cut
+    best = int(np.nanargmax(z))
+    return {
+        "cut": float(thresholds[best]),
+        "significance": float(z[best]),
+        "eff_sig": float(cum_sig[best] / tot_sig),
+        "eff_bkg": float(cum_bkg[best] / tot_bkg),
+        "n_sig": float(cum_sig[best]),
+        "n_bkg": float(cum_bkg[best]),
+    }
+
+
+def cut_efficiency_curves(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    weights: ArrayLike | None = None,
+    n_sig: float | None = None,
+    n_bkg: float | None = None,
+) -> dict[str, np.ndarray]:
+    """Efficiencies, purity and significance versus cut value (TMVA's ``mvaeffs``).
+
+    Returns
+    -------
+    dict
+        Arrays over all distinct scores in ascending order: ``cut``, ``eff_sig``,
+        ``eff_bkg``, ``purity = S / (S + B)`` and ``significance = S / sqrt(S + B)``
+        for the selection ``score >= cut``, with yields rescaled as in
+        :func:`significance_scan`.  Purity and significance are NaN where
+        ``S + B <= 0``.
+    """
+    thresholds, cum_sig, cum_bkg, tot_sig, tot_bkg = _scaled_cumulative(
+        scores, labels, weights, n_sig, n_bkg
+    )
+    tot = cum_sig + cum_bkg
+    purity = _safe_divide(cum_sig, tot, tot > 0)
+    significance = _significance(cum_sig, cum_bkg)
+    # plots read left to right, from loose to tight cuts
+    asc = slice(None, None, -1)
+    return {
+        "cut": thresholds[asc].copy(),
+        "eff_sig": (cum_sig / tot_sig)[asc].copy(),
+        "eff_bkg": (cum_bkg / tot_bkg)[asc].copy(),
+        "purity": purity[asc].copy(),
+        "significance": significance[asc].copy(),
+    }
+
+
+def cut_for_efficiency(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    weights: ArrayLike | None = None,
+    *,
+    eff_sig: float | None = None,
+    eff_bkg: float | None = None,
+) -> float:
+    """Cut whose signal (or background) efficiency is closest to the requested one.
+
+    Exactly one of ``eff_sig`` / ``eff_bkg`` must be given.  Candidate cuts are the
+    distinct scores (selection ``score >= cut``); among equally close candidates the
+    tightest (highest) cut is returned.
+    """
+    if (eff_sig is None) == (eff_bkg is None):
+        raise ValueError("give exactly one of eff_sig or eff_bkg")
+    thresholds, cum_sig, cum_bkg = _cumulative(scores, labels, weights)
+    tot_sig, tot_bkg = _class_totals(cum_sig, cum_bkg)
+    if eff_sig is not None:
+        eff, target = cum_sig / tot_sig, float(eff_sig)
+    else:
+        eff, target = cum_bkg / tot_bkg, float(eff_bkg)  # type: ignore[arg-type]
+    # descending thresholds: argmin's first hit is the tightest of equally close cuts
+    best = int(np.argmin(np.abs(eff - target)))
+    logger.debug("cut %g gives efficiency %g (requested %g)", thresholds[best], eff[best], target)
+    return float(thresholds[best])

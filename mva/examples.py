@@ -1,0 +1,114 @@
+"""``mva example``: toy data sets with a config that trains on them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mva.errors import InputError
+from mva.io.writers import atomic_directory, write_trees
+
+__all__ = ["EXAMPLES", "write_example"]
+
+CLASSIFICATION_CONFIG = """\
+# TMVA-style toy: four correlated Gaussian variables, weighted background.
+task: classification
+data:
+  signal:     {files: [data/toy.root], tree: TreeS}
+  background: {files: [data/toy.root], tree: TreeB, weight: weight}
+  features: [var1, var2, var3, var4]     # branch names or expressions: "var1 + var2", "abs(eta)"
+  spectators: []                         # carried into outputs, never trained on
+  cut: ""                                # selection for both classes; a class may have its own `cut`
+split:
+  train_size: {signal: 1000, background: 1000}   # or  test_fraction: 0.5
+  seed: 7
+methods:
+  bdt: {type: bdt, n_estimators: 800, max_depth: 3, learning_rate: 0.1}
+  mlp: {type: mlp, hidden_layers: [64, 64], activation: relu, epochs: 100}
+  knn: {type: knn, k: 20}
+  svm: {type: svm, C: 1.0, gamma: scale}
+  fisher: {type: linear}
+evaluation:
+  yields: {signal: 1000, background: 10000}   # expected events after the selection
+"""
+
+REGRESSION_CONFIG = """\
+# TMVA-style regression toy: a noisy parabola of two uniform variables.
+task: regression
+data:
+  files: [data/regression.root]
+  tree: TreeR
+  features: [var1, var2]
+  target: fvalue
+split: {train_size: 10000, seed: 3}
+methods:
+  bdt: {type: bdt}
+  mlp: {type: mlp}
+  knn: {type: knn}
+  svm: {type: svm}
+  linear: {type: linear}
+"""
+
+CALORIMETER_CONFIG = """\
+# Photon energy correction: predict E_true/E_raw and a per-photon resolution.
+task: regression
+data:
+  files: [data/photons.root]
+  tree: photons
+  features: [E_raw, eta, phi, r9, sigma_ieie, rho, nVtx]
+  spectators: [E_true]
+  target: E_true / E_raw          # an expression; several targets as a list
+  weight: ""                       # optional
+split: {test_fraction: 0.5, seed: 3}
+methods:
+  bdt: {type: bdt}
+  mlp: {type: mlp}
+  knn: {type: knn}
+  svm: {type: svm}
+  dcb: {type: mlp, loss: double_crystal_ball}   # also loss: gaussian
+"""
+
+
+def _classification(data: Path, n: int | None, seed: int) -> str:
+    from mva.toys import classification_toy
+
+    kw: dict[str, Any] = {"seed": seed}
+    if n:
+        kw.update(n_signal=n, n_background=n)
+    sig, bkg = classification_toy(**kw)
+    write_trees(data / "toy.root", {"TreeS": sig, "TreeB": bkg})
+    return CLASSIFICATION_CONFIG
+
+
+def _regression(data: Path, n: int | None, seed: int) -> str:
+    from mva.toys import regression_toy
+
+    toy = regression_toy(**({"n": n} if n else {}), seed=seed)
+    write_trees(data / "regression.root", {"TreeR": {k: np.asarray(v) for k, v in toy.items()}})
+    return REGRESSION_CONFIG
+
+
+def _calorimeter(data: Path, n: int | None, seed: int) -> str:
+    from mva.toys import calorimeter_toy
+
+    toy = calorimeter_toy(**({"n": n} if n else {}), seed=seed)
+    write_trees(data / "photons.root", {"photons": {k: np.asarray(v) for k, v in toy.items()}})
+    return CALORIMETER_CONFIG
+
+
+EXAMPLES = {"classification": _classification, "regression": _regression,
+            "calorimeter": _calorimeter}
+
+
+def write_example(kind: str, output: str | Path, *, n: int | None = None, seed: int = 0,
+                  force: bool = False) -> Path:
+    """Write the toy data to ``output/data`` and the config to ``output/config.yaml``."""
+    if kind not in EXAMPLES:
+        raise InputError(f"unknown example {kind!r} (known: {', '.join(EXAMPLES)})")
+    with atomic_directory(output, force) as tmp:
+        (tmp / "data").mkdir()
+        config = EXAMPLES[kind](tmp / "data", n, seed)
+        (tmp / "config.yaml").write_text(config)
+    return Path(output) / "config.yaml"

@@ -1,0 +1,169 @@
+"""The in-memory event table that every method and metric works on."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from mva.errors import InputError
+from mva.io.expressions import ExpressionError, evaluate, names_in
+from mva.io.readers import as_float, expand_files, iter_columns, source_info
+
+__all__ = ["Events", "read_sample", "evaluate_matrix", "load_events"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Events:
+    """Features, weights, labels (1 signal, 0 background) or targets, and spectators."""
+
+    features: np.ndarray
+    weights: np.ndarray
+    feature_names: list[str]
+    labels: np.ndarray | None = None
+    targets: np.ndarray | None = None
+    target_names: list[str] = field(default_factory=list)
+    spectators: np.ndarray | None = None
+    spectator_names: list[str] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def subset(self, idx: np.ndarray) -> Events:
+        def take(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[idx]
+
+        return replace(
+            self, features=self.features[idx], weights=self.weights[idx],
+            labels=take(self.labels), targets=take(self.targets), spectators=take(self.spectators),
+        )
+
+    @staticmethod
+    def concatenate(parts: Sequence[Events]) -> Events:
+        def cat(name: str) -> np.ndarray | None:
+            arrs = [getattr(p, name) for p in parts]
+            return None if arrs[0] is None else np.concatenate(arrs)
+
+        first = parts[0]
+        return replace(
+            first, features=cat("features"), weights=cat("weights"), labels=cat("labels"),
+            targets=cat("targets"), spectators=cat("spectators"),
+            sources=[s for p in parts for s in p.sources],
+        )
+
+
+def evaluate_matrix(
+    columns: Mapping[str, Any], exprs: Sequence[str], default: float, where: str, what: str,
+    first_entry: int = 0, check_finite: bool = True, entries: np.ndarray | None = None,
+) -> np.ndarray:
+    """Evaluate expressions into an (n, len(exprs)) float64 matrix; NaN/inf are an error.
+
+    The error names the entry of the first bad value: ``entries[i]`` (the file entry of row
+    ``i``, e.g. after a cut) when given, else ``first_entry + i``.
+    """
+    n = len(next(iter(columns.values()))) if columns else 0
+    out = np.empty((n, len(exprs)), dtype=np.float64)
+    for j, expr in enumerate(exprs):
+        try:
+            out[:, j] = as_float(evaluate(expr, columns, default), f"{where}: {what} {expr!r}")
+        except ExpressionError as exc:
+            raise InputError(f"{where}: {what} {expr!r}: {exc}") from None
+        if check_finite:
+            bad = ~np.isfinite(out[:, j])
+            if bad.any():
+                i = int(np.argmax(bad))
+                entry = int(entries[i]) if entries is not None else first_entry + i
+                raise InputError(
+                    f"{where}: {what} {expr!r} has {int(bad.sum())} NaN/inf value(s) "
+                    f"(first at entry {entry})"
+                )
+    return out
+
+
+def _needed(exprs: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    needed: dict[str, str] = {}
+    for what, items in exprs.items():
+        for expr in items:
+            try:
+                names = names_in(expr)
+            except ExpressionError as exc:
+                raise InputError(f"{what}: {exc}") from None
+            for name in sorted(names):
+                needed.setdefault(name, expr)
+    return needed
+
+
+def read_sample(
+    files: Sequence[str], tree: str | None, *, features: Sequence[str],
+    spectators: Sequence[str] = (), targets: Sequence[str] = (), weight: str = "",
+    cut: str = "", default: float = -999.0, label: int | None = None, what: str = "data",
+) -> Events:
+    """Read one sample (a class, or the regression sample) from its files, selection applied."""
+    if not files:
+        raise InputError(f"{what}.files: no input files given")
+    paths = expand_files(list(files), key=f"{what}.files")
+    exprs = {"feature": features, "spectator": spectators, "target": targets,
+             "weight": [weight] if weight else [], "cut": [cut] if cut else []}
+    needed = _needed(exprs)
+    parts = []
+    for path in paths:
+        info = source_info(path, tree)
+        for start, cols in iter_columns(path, tree, needed):
+            where = f"{path}:{tree}" if tree else path
+            n = info["entries"]
+            if n == 0:
+                raise InputError(f"{where}: the tree is empty")
+            # file entry of every row, so that errors after the cut still name the right one
+            entries = start + np.arange(len(next(iter(cols.values()))) if cols else 0)
+            if cut:
+                try:
+                    mask = np.asarray(evaluate(cut, cols, default), dtype=bool)
+                except ExpressionError as exc:
+                    raise InputError(f"{where}: cut {cut!r}: {exc}") from None
+                cols = {k: v[mask] for k, v in cols.items()}
+                entries = entries[mask]
+            X = evaluate_matrix(cols, features, default, where, "feature", start, entries=entries)
+            w = (evaluate_matrix(cols, [weight], default, where, "weight", start,
+                                 entries=entries)[:, 0]
+                 if weight else np.ones(len(X)))
+            T = (evaluate_matrix(cols, targets, default, where, "target", start, entries=entries)
+                 if targets else None)
+            S = evaluate_matrix(cols, spectators, default, where, "spectator", start,
+                                check_finite=False)
+            info["selected"] = int(len(X))
+            log.info("read %s: %d entries, %d selected", where, n, len(X))
+            parts.append(Events(
+                features=X, weights=w, feature_names=list(features),
+                labels=None if label is None else np.full(len(X), label, dtype=np.int8),
+                targets=T, target_names=list(targets), spectators=S,
+                spectator_names=list(spectators), sources=[{**info, "sample": what}],
+            ))
+    events = Events.concatenate(parts)
+    if len(events) == 0:
+        sel = f" after the cut {cut!r}" if cut else ""
+        raise InputError(f"{what}: no events{sel} in {', '.join(paths)}")
+    return events
+
+
+def load_events(cfg: Any) -> Events:
+    """Read all events a config describes (both classes for classification)."""
+    d = cfg.data
+    common = dict(features=d.features, spectators=d.spectators, default=d.default)
+    if cfg.is_classification:
+        parts = []
+        for label, name in ((1, "signal"), (0, "background")):
+            src = getattr(d, name)
+            cut = " && ".join(f"({c})" for c in (d.cut, src.cut) if c)
+            parts.append(read_sample(
+                src.files, src.tree, weight=src.weight or d.weight, cut=cut, label=label,
+                what=f"data.{name}", **common,
+            ))
+        return Events.concatenate(parts)
+    return read_sample(d.files, d.tree, targets=d.target, weight=d.weight, cut=d.cut,
+                       what="data", **common)

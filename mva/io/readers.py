@@ -1,0 +1,280 @@
+"""Read events from ROOT (uproot), CSV and Parquet into plain column mappings.
+
+Readers know files; nothing downstream does. ``iter_columns`` yields, per chunk, a mapping from
+branch/column name to array (numpy for flat columns, awkward for jagged ones) that
+:func:`mva.io.expressions.evaluate` understands.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mva.errors import InputError
+
+__all__ = ["expand_files", "file_format", "count_entries", "iter_columns", "list_trees", "describe"]
+
+log = logging.getLogger(__name__)
+
+ROOT_EXT = (".root",)
+CSV_EXT = (".csv", ".txt", ".csv.gz")
+PARQUET_EXT = (".parquet", ".pq")
+
+
+def file_format(path: str) -> str:
+    """'root', 'csv' or 'parquet' from the file name."""
+    low = path.lower()
+    if low.endswith(ROOT_EXT):
+        return "root"
+    if low.endswith(CSV_EXT):
+        return "csv"
+    if low.endswith(PARQUET_EXT):
+        return "parquet"
+    raise InputError(f"{path}: unknown file type (expected .root, .csv or .parquet)")
+
+
+def expand_files(patterns: list[str], key: str = "files") -> list[str]:
+    """Expand glob patterns, keeping order; every pattern must match at least one file."""
+    out: list[str] = []
+    for pattern in patterns:
+        if any(c in pattern for c in "*?["):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise InputError(f"{key}: no file matches {pattern!r}")
+            out.extend(matches)
+        else:
+            if not os.path.exists(pattern):
+                raise InputError(f"{pattern}: file not found")
+            out.append(pattern)
+    return out
+
+
+def _open_root(path: str) -> Any:
+    import uproot
+
+    if not os.path.exists(path):
+        raise InputError(f"{path}: file not found")
+    try:
+        return uproot.open(path)
+    except Exception as exc:  # uproot raises many types for corrupt files
+        raise InputError(f"{path}: not a readable ROOT file ({type(exc).__name__}: {exc})") from None
+
+
+def list_trees(path: str) -> list[str]:
+    """Paths of all TTrees in a ROOT file (subdirectories included), without cycle numbers."""
+    f = _open_root(path)
+    names = []
+    for key, cls in f.classnames(recursive=True).items():
+        if cls in ("TTree", "TNtuple", "TNtupleD"):
+            name = key.rsplit(";", 1)[0]
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _get_tree(path: str, tree: str | None) -> Any:
+    f = _open_root(path)
+    trees = list_trees(path)
+    if tree is None:
+        if len(trees) != 1:
+            raise InputError(
+                f"{path}: give the tree to read (trees: {', '.join(trees) or 'none'})"
+            )
+        tree = trees[0]
+    if tree not in trees:
+        raise InputError(f"{path}: no tree {tree!r} (trees: {', '.join(trees) or 'none'})")
+    try:
+        return f[tree]
+    except Exception as exc:
+        raise InputError(f"{path}: tree {tree!r} cannot be read ({exc})") from None
+
+
+@dataclass
+class _Table:
+    """A file-format-neutral view of one tree or table."""
+
+    path: str
+    tree: str | None
+    obj: Any
+    fmt: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.tree}" if self.tree else self.path
+
+    @property
+    def num_entries(self) -> int:
+        if self.fmt == "root":
+            return int(self.obj.num_entries)
+        if self.fmt == "parquet":
+            return int(self.obj.metadata.num_rows)
+        return len(self.obj)
+
+    @property
+    def columns(self) -> list[str]:
+        if self.fmt == "root":
+            return list(self.obj.keys(recursive=False))
+        if self.fmt == "parquet":
+            return list(self.obj.schema_arrow.names)
+        return list(self.obj.columns)
+
+
+def _open_table(path: str, tree: str | None) -> _Table:
+    fmt = file_format(path)
+    if fmt == "root":
+        return _Table(path, tree or None, _get_tree(path, tree), fmt)
+    if not os.path.exists(path):
+        raise InputError(f"{path}: file not found")
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return _Table(path, None, pq.ParquetFile(path), fmt)
+        import pandas as pd
+
+        return _Table(path, None, pd.read_csv(path, comment="#", skipinitialspace=True), fmt)
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read {fmt} file ({type(exc).__name__}: {exc})") from None
+
+
+def count_entries(path: str, tree: str | None) -> int:
+    return _open_table(path, tree).num_entries
+
+
+def check_columns(table: _Table, needed: dict[str, str]) -> None:
+    """``needed`` maps a column to the expression that reads it (for the error message)."""
+    have = set(table.columns)
+    missing = [c for c in needed if c not in have]
+    if missing:
+        detail = ", ".join(f"{c!r} (needed by {needed[c]!r})" for c in missing)
+        kind = "branch" if table.fmt == "root" else "column"
+        raise InputError(f"{table.where}: no {kind} {detail}")
+
+
+def _read_root(table: _Table, names: list[str], start: int, stop: int) -> dict[str, Any]:
+    import awkward as ak
+    import uproot
+
+    flat, jagged = [], []
+    for n in names:
+        interp = table.obj[n].interpretation
+        is_flat = isinstance(interp, uproot.interpretation.numerical.AsDtype) and not interp.inner_shape
+        (flat if is_flat else jagged).append(n)
+    out: dict[str, Any] = {}
+    try:
+        if flat:
+            out.update(table.obj.arrays(flat, entry_start=start, entry_stop=stop, library="np"))
+        if jagged:
+            arrs = table.obj.arrays(jagged, entry_start=start, entry_stop=stop, library="ak")
+            out.update({n: arrs[n] for n in jagged})
+    except Exception as exc:
+        raise InputError(
+            f"{table.where}: cannot read branches {', '.join(names)} ({type(exc).__name__}: {exc})"
+        ) from None
+    for n in jagged:
+        arr = out[n]
+        if isinstance(arr, ak.Array) and arr.fields:
+            raise InputError(
+                f"{table.where}: branch {n!r} is a structured object ({arr.type}); use its "
+                "numeric sub-branches instead"
+            )
+    return out
+
+
+def _read_parquet(table: _Table, names: list[str], start: int, stop: int) -> dict[str, Any]:
+    import awkward as ak
+    import pyarrow as pa
+
+    tbl = table.obj.read(columns=names).slice(start, stop - start)
+    out: dict[str, Any] = {}
+    for n in names:
+        col = tbl.column(n)
+        if pa.types.is_list(col.type):
+            # awkward cannot pad lists with arrow's int32 offsets (needed for `x[i]`)
+            col = col.cast(pa.large_list(col.type.value_field))
+        if pa.types.is_large_list(col.type):
+            out[n] = ak.from_arrow(col)
+        else:
+            out[n] = col.to_numpy()
+    return out
+
+
+def iter_columns(
+    path: str, tree: str | None, needed: dict[str, str], step_size: int | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(first_entry, columns)`` chunks of the needed columns of one file."""
+    table = _open_table(path, tree)
+    check_columns(table, needed)
+    n = table.num_entries
+    step = step_size or max(n, 1)
+    names = list(needed)
+    for start in range(0, max(n, 1), step):
+        stop = min(start + step, n)
+        if table.fmt == "root":
+            cols = _read_root(table, names, start, stop)
+        elif table.fmt == "parquet":
+            cols = _read_parquet(table, names, start, stop)
+        else:
+            cols = {c: table.obj[c].to_numpy()[start:stop] for c in names}
+        yield start, cols
+        if n == 0:
+            return
+
+
+def source_info(path: str, tree: str | None) -> dict[str, Any]:
+    """Provenance of an input file: path, tree, size, modification time and entries."""
+    st = Path(path).stat()
+    return {
+        "file": os.path.abspath(path), "tree": tree, "bytes": st.st_size,
+        "mtime": st.st_mtime, "entries": count_entries(path, tree),
+    }
+
+
+def describe(path: str) -> list[dict[str, Any]]:
+    """Trees (or the table) in a file: name, entries and every branch with its type and kind."""
+    fmt = file_format(path)
+    if fmt != "root":
+        table = _open_table(path, None)
+        if fmt == "parquet":
+            schema = table.obj.schema_arrow
+            branches = [
+                {"name": f.name, "type": str(f.type),
+                 "kind": "jagged" if "list" in str(f.type) else "flat"} for f in schema
+            ]
+        else:
+            branches = [{"name": c, "type": str(t), "kind": "flat"}
+                        for c, t in table.obj.dtypes.items()]
+        return [{"tree": None, "entries": table.num_entries, "branches": branches}]
+    import uproot
+
+    out = []
+    for name in list_trees(path):
+        t = _get_tree(path, name)
+        branches = []
+        for b in t.keys(recursive=True):
+            br = t[b]
+            try:
+                interp = br.interpretation
+            except Exception:
+                interp = None
+            flat = isinstance(interp, uproot.interpretation.numerical.AsDtype) and not interp.inner_shape
+            kind = "flat" if flat else ("jagged" if isinstance(
+                interp, uproot.interpretation.jagged.AsJagged) else "object")
+            branches.append({"name": b, "type": br.typename, "kind": kind})
+        out.append({"tree": name, "entries": int(t.num_entries), "branches": branches})
+    return out
+
+
+def as_float(values: Any, what: str) -> np.ndarray:
+    """Numeric column to float64 (bool and any integer type included)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"{what}: not numeric (dtype {arr.dtype})")
+    return arr.astype(np.float64, copy=False)

@@ -1,0 +1,120 @@
+"""The interface every method implements, and its storage without pickle.
+
+A fitted method is stored as ``meta`` (JSON), ``arrays`` (``.npz``, read with
+``allow_pickle=False``) and optional ``blobs`` (bytes in a documented format, e.g. xgboost UBJSON).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from mva.errors import NotFittedError
+
+__all__ = ["Method", "Params", "State"]
+
+
+class Params(BaseModel):
+    """Base of every method's parameter model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+State = tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]
+
+
+class Method:
+    """A classifier/regressor on preprocessed float64 features.
+
+    Classification: ``y`` holds labels (1 signal, 0 background), ``predict`` returns one score per
+    event, larger = more signal-like. Regression: ``y`` is ``(n, n_targets)``, ``predict`` returns
+    ``(n, n_targets)``. Event weights are used in training by every method.
+    """
+
+    Params: ClassVar[type[Params]] = Params
+    #: preprocessing used when the config does not say
+    default_preprocess: ClassVar[list[str]] = ["standardize"]
+    #: the method can hold out a validation split for early stopping
+    supports_validation: ClassVar[bool] = False
+
+    def __init__(self, params: dict[str, Any], task: str, seed: int = 0):
+        self.params = self.Params(**params)
+        self.task = task
+        self.seed = seed
+        self.history_: dict[str, list[float]] = {}
+        self.notes_: list[str] = []
+
+    @classmethod
+    def check_task(cls, task: str, params: Params) -> None:
+        """Raise ValueError when the parameters do not fit the task."""
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task == "classification"
+
+    def wants_validation(self) -> float:
+        """Fraction of training events to hold out for validation (0: none)."""
+        return 0.0
+
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, w: np.ndarray,
+        validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        monitor: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> Method:
+        """Train. ``validation`` steers early stopping; ``monitor`` is only recorded in history."""
+        raise NotImplementedError
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.predict_with_sigma(X)[0]
+
+    def predict_with_sigma(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Prediction and, for methods that estimate it, the per-event width (else None)."""
+        return self._predict(X), None
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _check_fitted(self) -> None:
+        if not getattr(self, "fitted_", False):
+            raise NotFittedError(f"{type(self).__name__} is not trained yet; call fit first")
+
+    # storage
+    def state(self) -> State:
+        raise NotImplementedError
+
+    def set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray],
+                  blobs: dict[str, bytes]) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], task: str, state: State) -> Method:
+        m = cls(params, task)
+        m.set_state(*state)
+        m.fitted_ = True
+        return m
+
+
+def positive_weights(w: np.ndarray) -> np.ndarray:
+    """Training weights for methods that cannot use negative ones: negatives set to 0."""
+    return np.clip(w, 0.0, None)
+
+
+#: below this many events, threads cost more than they bring (OpenMP start-up and spin-waits)
+SMALL_PROBLEM = 100_000
+
+
+def n_threads(requested: int | None, n_events: int) -> int:
+    """Threads for a fit: as requested, else 1 for small problems and all usable cores otherwise."""
+    import os
+
+    if requested:
+        return requested
+    if n_events < SMALL_PROBLEM:
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def as_2d(y: np.ndarray) -> np.ndarray:
+    return y.reshape(len(y), -1)

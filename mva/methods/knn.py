@@ -1,0 +1,65 @@
+"""k nearest neighbours (TMVA's kNN): the score is the weighted signal fraction of the k
+neighbours; for regression the weighted mean of their targets."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from mva.methods.base import Method, Params, State, as_2d
+
+__all__ = ["KNN"]
+
+
+class KNNParams(Params):
+    k: int = Field(20, ge=1)
+    #: neighbours are searched in blocks of this many events (bounds memory at apply time)
+    block_size: int = Field(65536, ge=1)
+
+
+class KNN(Method):
+    Params = KNNParams
+    default_preprocess = ["standardize"]
+
+    def fit(self, X, y, w, validation=None, monitor=None):
+        from sklearn.neighbors import KDTree
+
+        self.X_ = np.ascontiguousarray(X, dtype=np.float64)
+        self.y_ = np.asarray(y, dtype=np.float64)
+        self.w_ = np.asarray(w, dtype=np.float64)
+        self.k_ = min(self.params.k, len(X))
+        if self.k_ < self.params.k:
+            self.notes_.append(f"k reduced to {self.k_} (training events)")
+        self.tree_ = KDTree(self.X_)
+        self.fitted_ = True
+        return self
+
+    def _predict(self, X):
+        self._check_fitted()
+        out = []
+        for start in range(0, len(X), self.params.block_size):
+            _, idx = self.tree_.query(X[start:start + self.params.block_size], k=self.k_)
+            w = self.w_[idx]
+            if self.is_classification:
+                den = w.sum(axis=1)
+                num = (w * self.y_[idx]).sum(axis=1)
+                out.append(np.divide(num, den, out=np.full_like(num, 0.5), where=den != 0))
+            else:
+                t = as_2d(self.y_)[idx]                       # (n, k, n_targets)
+                den = w.sum(axis=1)[:, None]
+                num = (w[..., None] * t).sum(axis=1)
+                fallback = t.mean(axis=1)
+                out.append(np.where(den != 0, num / np.where(den != 0, den, 1.0), fallback))
+        if not out:
+            return np.empty(0) if self.is_classification else np.empty((0, as_2d(self.y_).shape[1]))
+        return np.concatenate(out)
+
+    def state(self) -> State:
+        return {"k": self.k_}, {"X": self.X_, "y": self.y_, "w": self.w_}, {}
+
+    def set_state(self, meta, arrays, blobs):
+        from sklearn.neighbors import KDTree
+
+        self.k_ = int(meta["k"])
+        self.X_, self.y_, self.w_ = arrays["X"], arrays["y"], arrays["w"]
+        self.tree_ = KDTree(self.X_)

@@ -1,0 +1,269 @@
+"""Multi-layer perceptron in torch: classification (logistic loss) and regression (squared,
+absolute or Huber error, or a per-event likelihood: Gaussian or double-sided crystal ball).
+
+Weights are stored as numpy arrays (``.npz``) plus the architecture in JSON, never with pickle.
+Regression targets are standardised internally and transformed back.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from mva.methods.base import Method, Params, State, as_2d, n_threads
+
+__all__ = ["MLP"]
+
+log = logging.getLogger(__name__)
+
+_LOSS_ALIASES = {"squared_error": "mse", "absolute_error": "mae"}
+
+
+class MLPParams(Params):
+    hidden_layers: list[int] = Field(default_factory=lambda: [64, 64])
+    activation: Literal["relu", "sigmoid", "tanh", "leaky_relu", "elu"] = "relu"
+    optimizer: Literal["adam", "sgd", "momentum"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0)
+    #: the learning rate is multiplied by this after every epoch
+    lr_decay: float = Field(1.0, gt=0, le=1)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    l2: float = Field(0.0, ge=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    batch_size: int = Field(256, ge=1)
+    epochs: int = Field(200, ge=1)
+    early_stopping: bool = True
+    patience: int = Field(15, ge=1)
+    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    loss: Literal["squared_error", "absolute_error", "huber", "mse", "mae", "gaussian",
+                  "double_crystal_ball", "binary_crossentropy"] | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: CPU threads (default: 1 below 100k events, else all cores)
+    n_jobs: int | None = Field(None, ge=1)
+
+
+def _activation(name: str) -> Any:
+    import torch.nn as nn
+
+    return {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
+            "leaky_relu": nn.LeakyReLU, "elu": nn.ELU}[name]()
+
+
+def build_network(n_in: int, hidden: list[int], n_out: int, activation: str, dropout: float):
+    import torch.nn as nn
+
+    layers: list[Any] = []
+    prev = n_in
+    for width in hidden:
+        layers += [nn.Linear(prev, width), _activation(activation)]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        prev = width
+    layers.append(nn.Linear(prev, n_out))
+    return nn.Sequential(*layers)
+
+
+class MLP(Method):
+    Params = MLPParams
+    supports_validation = True
+
+    @classmethod
+    def check_task(cls, task, params):
+        loss = params.loss
+        if task == "classification" and loss not in (None, "binary_crossentropy"):
+            raise ValueError(f"loss {loss!r} is for regression; classification uses "
+                             "binary_crossentropy")
+        if task == "regression" and loss == "binary_crossentropy":
+            raise ValueError("loss binary_crossentropy is for classification")
+
+    def wants_validation(self) -> float:
+        return self.params.validation_fraction if self.params.early_stopping else 0.0
+
+    @property
+    def loss_name(self) -> str:
+        if self.is_classification:
+            return "binary_crossentropy"
+        name = self.params.loss or "squared_error"
+        return _LOSS_ALIASES.get(name, name)
+
+    def _device(self) -> str:
+        import torch
+
+        if self.params.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.params.device
+
+    def _loss_fn(self):
+        import torch
+        import torch.nn.functional as F
+
+        if self.is_classification:
+            def bce(raw, y, w):
+                losses = F.binary_cross_entropy_with_logits(raw[:, 0], y, reduction="none")
+                return (w * losses).sum() / w.sum()
+            return bce
+        from mva.methods.losses import LOSSES
+
+        spec, k = LOSSES[self.loss_name], self.n_per_target_
+
+        def loss(raw, y, w):
+            return torch.stack([
+                spec.loss(raw[:, j * k:(j + 1) * k], y[:, j], w) for j in range(y.shape[1])
+            ]).sum()
+        return loss
+
+    def fit(self, X, y, w, validation=None, monitor=None):
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(n_threads(self.params.n_jobs, len(X)))
+        try:
+            return self._fit(X, y, w, validation, monitor)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self, X, y, w, validation, monitor):
+        import torch
+
+        p = self.params
+        torch.manual_seed(self.seed)
+        gen = torch.Generator().manual_seed(self.seed)
+        self.device_ = self._device()
+        dev = self.device_
+        if self.is_classification:
+            self.y_mean_, self.y_scale_ = np.zeros(1), np.ones(1)
+            self.n_per_target_, n_targets = 1, 1
+        else:
+            from mva.methods.losses import LOSSES
+
+            T = as_2d(y)
+            n_targets = T.shape[1]
+            wpos = np.clip(w, 0, None)
+            self.y_mean_ = np.average(T, axis=0, weights=wpos)
+            self.y_scale_ = np.sqrt(np.average((T - self.y_mean_) ** 2, axis=0, weights=wpos))
+            self.y_scale_[self.y_scale_ == 0] = 1.0
+            self.n_per_target_ = LOSSES[self.loss_name].n_outputs
+        self.n_outputs_ = self.n_per_target_ * n_targets
+        self.n_features_ = X.shape[1]
+        net = build_network(X.shape[1], p.hidden_layers, self.n_outputs_, p.activation,
+                            p.dropout).to(dev)
+
+        def tensors(Xa, ya, wa):
+            ya = ya.astype(np.float64) if self.is_classification else (as_2d(ya) - self.y_mean_) / self.y_scale_
+            wa = wa / np.mean(np.abs(wa)) if np.any(wa) else wa
+            return (torch.as_tensor(Xa, dtype=torch.float32, device=dev),
+                    torch.as_tensor(ya, dtype=torch.float32, device=dev),
+                    torch.as_tensor(wa, dtype=torch.float32, device=dev))
+
+        Xt, yt, wt = tensors(X, y, w)
+        extra = validation if validation is not None else monitor
+        extra_name = "validation" if validation is not None else "test"
+        ev = tensors(*extra) if extra is not None else None
+        loss_fn = self._loss_fn()
+        if p.optimizer == "adam":
+            opt = torch.optim.Adam(net.parameters(), lr=p.learning_rate, weight_decay=p.l2)
+        else:
+            opt = torch.optim.SGD(net.parameters(), lr=p.learning_rate, weight_decay=p.l2,
+                                  momentum=p.momentum if p.optimizer == "momentum" else 0.0)
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=p.lr_decay)
+        history: dict[str, list[float]] = {"train": []}
+        if ev is not None:
+            history[extra_name] = []
+        best, best_state, bad_epochs = np.inf, None, 0
+        n = len(Xt)
+        for epoch in range(p.epochs):
+            net.train()
+            perm = torch.randperm(n, generator=gen).to(dev)
+            total, wsum = 0.0, 0.0
+            for s in range(0, n, p.batch_size):
+                idx = perm[s:s + p.batch_size]
+                wb = wt[idx]
+                if float(wb.sum()) <= 0:
+                    continue
+                opt.zero_grad()
+                loss = loss_fn(net(Xt[idx]), yt[idx], wb)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * float(wb.sum())
+                wsum += float(wb.sum())
+            sched.step()
+            history["train"].append(total / max(wsum, 1e-12))
+            if ev is not None:
+                net.eval()
+                with torch.no_grad():
+                    vloss = float(self._batched_loss(net, loss_fn, *ev))
+                history[extra_name].append(vloss)
+                if validation is not None:
+                    if vloss < best - 1e-7:
+                        best, bad_epochs = vloss, 0
+                        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                    else:
+                        bad_epochs += 1
+                        if bad_epochs >= p.patience:
+                            self.notes_.append(f"early stopping after epoch {epoch + 1}, best "
+                                               f"epoch {epoch + 1 - bad_epochs}")
+                            break
+            log.debug("mlp epoch %d: %s", epoch + 1, {k: v[-1] for k, v in history.items()})
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        self.net_ = net.eval()
+        self.history_ = history
+        self.fitted_ = True
+        return self
+
+    @staticmethod
+    def _batched_loss(net, loss_fn, X, y, w, block: int = 65536):
+        total, wsum = 0.0, 0.0
+        for s in range(0, len(X), block):
+            wb = w[s:s + block]
+            total += float(loss_fn(net(X[s:s + block]), y[s:s + block], wb)) * float(wb.sum())
+            wsum += float(wb.sum())
+        return total / wsum if wsum else float("nan")
+
+    def predict_with_sigma(self, X, block: int = 65536):
+        import torch
+
+        self._check_fitted()
+        dev = next(self.net_.parameters()).device
+        outs = []
+        with torch.no_grad():
+            for s in range(0, len(X), block):
+                xb = torch.as_tensor(X[s:s + block], dtype=torch.float32, device=dev)
+                outs.append(self.net_(xb).double().cpu())
+        raw = torch.cat(outs) if outs else torch.empty((0, self.n_outputs_), dtype=torch.float64)
+        if self.is_classification:
+            return torch.sigmoid(raw[:, 0]).numpy(), None
+        from mva.methods.losses import LOSSES
+
+        spec, k = LOSSES[self.loss_name], self.n_per_target_
+        preds, sigmas = [], []
+        for j in range(len(self.y_mean_)):
+            pred, sigma = spec.predict(raw[:, j * k:(j + 1) * k])
+            preds.append(pred.numpy() * self.y_scale_[j] + self.y_mean_[j])
+            sigmas.append(None if sigma is None else sigma.numpy() * self.y_scale_[j])
+        pred = np.stack(preds, axis=1)
+        sigma = None if sigmas[0] is None else np.stack(sigmas, axis=1)
+        return pred, sigma
+
+    def state(self) -> State:
+        arrays = {f"param.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+        arrays.update(y_mean=self.y_mean_, y_scale=self.y_scale_)
+        meta = {"n_features": self.n_features_, "n_outputs": self.n_outputs_,
+                "n_per_target": self.n_per_target_, "trained_on": self.device_}
+        return meta, arrays, {}
+
+    def set_state(self, meta, arrays, blobs):
+        import torch
+
+        self.n_features_, self.n_outputs_ = int(meta["n_features"]), int(meta["n_outputs"])
+        self.n_per_target_ = int(meta["n_per_target"])
+        self.device_ = meta.get("trained_on", "cpu")
+        p = self.params
+        net = build_network(self.n_features_, p.hidden_layers, self.n_outputs_, p.activation,
+                            p.dropout)
+        net.load_state_dict({k[len("param."):]: torch.as_tensor(v) for k, v in arrays.items()
+                             if k.startswith("param.")})
+        self.net_ = net.to(self._device()).eval()
+        self.y_mean_, self.y_scale_ = arrays["y_mean"], arrays["y_scale"]

@@ -1,0 +1,138 @@
+"""Trained models on disk, without pickle, with checksums.
+
+``RUN_DIR/models/manifest.json`` lists every method with its type, parameters, preprocessing (as
+JSON), score densities and its files with SHA-256 sums; the method's own state lives in
+``models/<method>/`` as ``meta.json``, ``arrays.npz`` (read with ``allow_pickle=False``) and any
+blobs in the library's own format (xgboost UBJSON).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mva.errors import InputError
+from mva.methods import method_class
+from mva.methods.base import Method
+from mva.preprocessing import Pipeline
+
+__all__ = ["TrainedMethod", "save_models", "load_models", "sha256", "MANIFEST"]
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class TrainedMethod:
+    """A method as it is applied: preprocessing, the fitted model, and its evaluation extras."""
+
+    name: str
+    type: str
+    params: dict[str, Any]
+    pipeline: Pipeline
+    model: Method
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.model.predict_with_sigma(self.pipeline.transform(X))
+
+    def densities(self) -> Any:
+        """The stored score densities for P(S|y) and the Rarity, or None."""
+        d = self.extras.get("densities")
+        if d is None:
+            return None
+        from mva.evaluation.probability import ScoreDensities
+
+        return ScoreDensities.from_dict(d)
+
+
+def save_models(directory: Path, task: str, methods: dict[str, TrainedMethod],
+                info: dict[str, Any]) -> Path:
+    """Write every method and the manifest into ``directory`` (created)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    entries = {}
+    for name, tm in methods.items():
+        mdir = directory / name
+        mdir.mkdir(exist_ok=True)
+        meta, arrays, blobs = tm.model.state()
+        (mdir / "meta.json").write_text(json.dumps(meta, indent=1))
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        (mdir / "arrays.npz").write_bytes(buf.getvalue())
+        for fname, data in blobs.items():
+            (mdir / fname).write_bytes(data)
+        files = {p.name: sha256(p) for p in sorted(mdir.iterdir())}
+        entries[name] = {
+            "type": tm.type, "params": tm.params, "preprocess": tm.pipeline.to_dict(),
+            "files": files, "notes": tm.model.notes_, **tm.extras,
+        }
+    manifest = {"format_version": FORMAT_VERSION, "task": task, **info, "methods": entries}
+    path = directory / MANIFEST
+    path.write_text(json.dumps(manifest, indent=1, default=_json_default))
+    return path
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "models" / MANIFEST
+    if not path.exists():
+        raise InputError(f"{run_dir}: not a trained run directory (no models/{MANIFEST})")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: corrupt manifest ({exc})") from None
+
+
+def load_models(run_dir: Path, names: list[str] | None = None
+                ) -> tuple[dict[str, Any], dict[str, TrainedMethod]]:
+    """Load the manifest and the requested methods, verifying every file's checksum."""
+    manifest = read_manifest(run_dir)
+    available = manifest["methods"]
+    names = names or list(available)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise InputError(f"{run_dir}: no trained method {', '.join(map(repr, unknown))} "
+                         f"(trained: {', '.join(available)})")
+    out = {}
+    for name in names:
+        entry = available[name]
+        mdir = Path(run_dir) / "models" / name
+        for fname, digest in entry["files"].items():
+            fpath = mdir / fname
+            if not fpath.exists():
+                raise InputError(f"{fpath}: model file missing")
+            if sha256(fpath) != digest:
+                raise InputError(f"{fpath}: checksum mismatch (file changed since training)")
+        meta = json.loads((mdir / "meta.json").read_text())
+        with np.load(mdir / "arrays.npz", allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        blobs = {f: (mdir / f).read_bytes() for f in entry["files"]
+                 if f not in ("meta.json", "arrays.npz")}
+        cls = method_class(entry["type"])
+        model = cls.from_state(entry["params"], manifest["task"], (meta, arrays, blobs))
+        extras = {k: v for k, v in entry.items()
+                  if k not in ("type", "params", "preprocess", "files", "notes")}
+        out[name] = TrainedMethod(name, entry["type"], entry["params"],
+                                  Pipeline.from_dict(entry["preprocess"]), model, extras)
+    return manifest, out

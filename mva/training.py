@@ -1,0 +1,264 @@
+"""``mva train``: read, split, preprocess, train every method, evaluate, write the run directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from mva.config import Config
+from mva.evaluation import classification as cm
+from mva.evaluation import regression as rm
+from mva.io.events import Events, load_events
+from mva.io.writers import atomic_directory, write_trees
+from mva.methods import method_class
+from mva.preprocessing import Pipeline
+from mva.provenance import provenance
+from mva.split import split_indices, training_weights, validation_split
+from mva.store import TrainedMethod, save_models
+
+__all__ = ["train", "RunResult", "branch_name"]
+
+log = logging.getLogger(__name__)
+
+EFF_BKG = (0.01, 0.1, 0.3)
+
+
+def branch_name(expr: str) -> str:
+    """A ROOT-friendly branch name for an expression (``abs(eta)`` -> ``abs_eta``)."""
+    return expr if expr.isidentifier() else (re.sub(r"\W+", "_", expr).strip("_") or "expr")
+
+
+def unique_names(exprs: list[str]) -> list[str]:
+    out: list[str] = []
+    for e in exprs:
+        name, i = branch_name(e), 1
+        while name in out:
+            name, i = f"{branch_name(e)}_{i}", i + 1
+        out.append(name)
+    return out
+
+
+@dataclass
+class MethodResult:
+    trained: TrainedMethod
+    pred_train: np.ndarray
+    pred_test: np.ndarray
+    sigma_train: np.ndarray | None
+    sigma_test: np.ndarray | None
+    metrics: dict[str, Any]
+    fit_seconds: float
+
+
+@dataclass
+class RunResult:
+    config: Config
+    train: Events
+    test: Events
+    methods: dict[str, MethodResult] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _y(events: Events) -> np.ndarray:
+    return events.labels if events.labels is not None else events.targets
+
+
+def _fit_method(cfg: Config, spec: Any, tr: Events, te: Events, w_train: np.ndarray,
+                w_test_norm: np.ndarray) -> MethodResult:
+    cls = method_class(spec.type)
+    model = cls(spec.params, cfg.task, seed=cfg.split.seed)
+    steps = spec.preprocess if spec.preprocess is not None else cls.default_preprocess
+    t0 = time.perf_counter()
+    pipeline = Pipeline(steps).fit(tr.features, np.clip(w_train, 0, None))
+    Xtr = pipeline.transform(tr.features)
+    Xte = pipeline.transform(te.features)
+    ytr = _y(tr)
+    validation = monitor = None
+    fraction = model.wants_validation()
+    if fraction > 0:
+        fit_idx, val_idx = validation_split(tr.labels, len(tr), fraction, cfg.split.seed)
+        validation = (Xtr[val_idx], ytr[val_idx], w_train[val_idx])
+        model.fit(Xtr[fit_idx], ytr[fit_idx], w_train[fit_idx], validation=validation)
+    else:
+        monitor = (Xte, _y(te), w_test_norm) if cls.supports_validation else None
+        model.fit(Xtr, ytr, w_train, monitor=monitor)
+    fit_seconds = time.perf_counter() - t0
+    p_tr, s_tr = model.predict_with_sigma(Xtr)
+    p_te, s_te = model.predict_with_sigma(Xte)
+    trained = TrainedMethod(spec.name, spec.type, spec.params, pipeline, model)
+    return MethodResult(trained, p_tr, p_te, s_tr, s_te, {}, fit_seconds)
+
+
+def classification_metrics(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray
+                           ) -> dict[str, Any]:
+    return {
+        "roc_auc": cm.roc_auc(scores, labels, weights),
+        "eff_sig_at_bkg": cm.eff_sig_at_bkg(scores, labels, weights, EFF_BKG),
+        "separation": cm.separation(scores, labels, weights),
+    }
+
+
+def _evaluate_classification(res: MethodResult, tr: Events, te: Events) -> dict[str, Any]:
+    ks = {}
+    for label, key in ((1, "ks_pvalue_signal"), (0, "ks_pvalue_background")):
+        a, b = tr.labels == label, te.labels == label
+        ks[key] = cm.ks_2samp_weighted(res.pred_train[a], res.pred_test[b],
+                                       tr.weights[a], te.weights[b])[1]
+    return {
+        "test": classification_metrics(res.pred_test, te.labels, te.weights),
+        "train": classification_metrics(res.pred_train, tr.labels, tr.weights),
+        "overtraining": ks,
+    }
+
+
+def _evaluate_regression(res: MethodResult, tr: Events, te: Events) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part, ev, pred, sigma in (("test", te, res.pred_test, res.sigma_test),
+                                  ("train", tr, res.pred_train, res.sigma_train)):
+        per_target = {}
+        for j, tname in enumerate(ev.target_names):
+            per_target[tname] = rm.regression_metrics(
+                pred[:, j], ev.targets[:, j], ev.weights,
+                width=None if sigma is None else sigma[:, j])
+        out[part] = next(iter(per_target.values())) if len(per_target) == 1 else per_target
+    return out
+
+
+def _trees(run: RunResult) -> dict[str, dict[str, np.ndarray]]:
+    """TrainTree and TestTree as TMVA writes them."""
+    cfg = run.config
+    feat = unique_names(cfg.data.features)
+    spec_names = unique_names(cfg.data.spectators)
+    trees = {}
+    for tree, part, key in (("TrainTree", run.train, "train"), ("TestTree", run.test, "test")):
+        cols: dict[str, np.ndarray] = {}
+        if part.labels is not None:
+            cols["classID"] = np.where(part.labels == 1, 0, 1).astype(np.int32)
+            cols["className"] = np.where(part.labels == 1, "Signal", "Background")
+        cols["weight"] = part.weights
+        for j, name in enumerate(feat):
+            cols[name] = part.features[:, j]
+        for j, name in enumerate(spec_names):
+            cols[name] = part.spectators[:, j]
+        if part.targets is not None:
+            tnames = target_branches(part.target_names)
+            for j, name in enumerate(tnames):
+                cols[name] = part.targets[:, j]
+        for mname, res in run.methods.items():
+            pred = res.pred_train if key == "train" else res.pred_test
+            sigma = res.sigma_train if key == "train" else res.sigma_test
+            cols.update(method_columns(mname, pred, sigma))
+        trees[tree] = cols
+    return trees
+
+
+def target_branches(target_names: list[str]) -> list[str]:
+    return ["target"] if len(target_names) == 1 else [f"target_{j}" for j in range(len(target_names))]
+
+
+def method_columns(name: str, pred: np.ndarray, sigma: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Output branches of one method: ``name`` (and ``name_sigma``), ``name_<j>`` per target."""
+    if pred.ndim == 1:
+        return {name: pred}
+    cols = {}
+    n = pred.shape[1]
+    for j in range(n):
+        suffix = "" if n == 1 else f"_{j}"
+        cols[f"{name}{suffix}"] = pred[:, j]
+        if sigma is not None:
+            cols[f"{name}{suffix}_sigma"] = sigma[:, j]
+    return cols
+
+
+def summary_table(run: RunResult) -> str:
+    """The table printed at the end of a run (test values, train in brackets)."""
+    rows = []
+    if run.config.is_classification:
+        head = (f"{'method':<12}{'AUC test (train)':>20}{'effS@B=0.01':>18}{'effS@B=0.1':>18}"
+                f"{'effS@B=0.3':>18}{'sep.':>7}{'KS p S':>9}{'KS p B':>9}{'fit s':>8}")
+        for name, res in run.methods.items():
+            m = res.metrics
+            te, trn = m["test"], m["train"]
+            effs = "".join(
+                f"{te['eff_sig_at_bkg'][k]:>9.3f} ({trn['eff_sig_at_bkg'][k]:.3f})"
+                for k in ("0.01", "0.1", "0.3"))
+            rows.append(
+                f"{name:<12}{te['roc_auc']:>11.4f} ({trn['roc_auc']:.4f}){effs}"
+                f"{te['separation']:>7.3f}{m['overtraining']['ks_pvalue_signal']:>9.3f}"
+                f"{m['overtraining']['ks_pvalue_background']:>9.3f}{res.fit_seconds:>8.1f}")
+    else:
+        head = (f"{'method':<12}{'bias':>11}{'rms':>11}{'rms_trunc':>11}{'mae':>11}"
+                f"{'sigma_eff':>11}{'median':>9}{'fit s':>8}")
+        for name, res in run.methods.items():
+            te = res.metrics["test"]
+            if "bias" not in te:
+                te = next(iter(te.values()))
+            rows.append(f"{name:<12}{te['bias']:>11.4g}{te['rms']:>11.4g}{te['rms_trunc']:>11.4g}"
+                        f"{te['mae']:>11.4g}{te['sigma_eff']:>11.4g}{te['median']:>9.4f}"
+                        f"{res.fit_seconds:>8.1f}")
+    return "\n".join([head, "-" * len(head), *rows])
+
+
+def run_training(cfg: Config) -> RunResult:
+    """Read, split and train every method; evaluate on train and test. Writes nothing."""
+    log.info("reading events")
+    events = load_events(cfg)
+    train_idx, test_idx = split_indices(events.labels, len(events), cfg.split, cfg.source)
+    tr, te = events.subset(train_idx), events.subset(test_idx)
+    del events
+    log.info("split: %d training, %d test events", len(tr), len(te))
+    w_train = training_weights(tr.labels, tr.weights, cfg.split.normalization,
+                               cfg.split.negative_weights)
+    w_test_norm = training_weights(te.labels, te.weights, cfg.split.normalization, "keep")
+    run = RunResult(cfg, tr, te)
+    for name, spec in cfg.methods.items():
+        log.info("training %s (%s)", name, spec.type)
+        res = _fit_method(cfg, spec, tr, te, w_train, w_test_norm)
+        evaluate = _evaluate_classification if cfg.is_classification else _evaluate_regression
+        res.metrics = evaluate(res, tr, te)
+        res.metrics["fit_seconds"] = res.fit_seconds
+        if res.trained.model.notes_:
+            res.metrics["notes"] = res.trained.model.notes_
+        run.methods[name] = res
+        log.info("%s done in %.1f s", name, res.fit_seconds)
+    run.metrics = {"task": cfg.task, "methods": {n: r.metrics for n, r in run.methods.items()}}
+    return run
+
+
+def write_run(run: RunResult, out: Path) -> None:
+    """Write every output of a run into the (temporary) directory ``out``."""
+    cfg = run.config
+    log.info("writing output.root, models, plots")
+    write_trees(out / "output.root", _trees(run))
+    sources = run.train.sources
+    info = {
+        "features": cfg.data.features, "feature_branches": unique_names(cfg.data.features),
+        "spectators": cfg.data.spectators, "targets": cfg.data.target,
+        "default": cfg.data.default, "seed": cfg.split.seed, "inputs": sources,
+        "config": cfg.raw, "provenance": provenance(),
+        "n_train": len(run.train), "n_test": len(run.test),
+    }
+    save_models(out / "models", cfg.task, {n: r.trained for n, r in run.methods.items()}, info)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
+    if cfg.evaluation.plots:
+        from mva.evaluation.figures import make_plots
+
+        log.info("plotting")
+        make_plots(run, out / "plots")
+    # metrics.json last: its presence marks a complete run
+    (out / "metrics.json").write_text(json.dumps(run.metrics, indent=2, default=float))
+
+
+def train(cfg: Config, output: str | Path, force: bool = False) -> RunResult:
+    """Train every configured method and write ``output`` atomically; return the run."""
+    with atomic_directory(output, force) as tmp:
+        run = run_training(cfg)
+        write_run(run, tmp)
+    return run
