@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,17 +15,25 @@ from mva.errors import MvaError
 
 log = logging.getLogger("mva")
 
-_STATE = {"debug": False}
+_STATE = {"debug": False, "quiet": False}
+_HANDLER = logging.StreamHandler(sys.stderr)
+_HANDLER.setFormatter(logging.Formatter("mva: %(message)s"))
 
 
-def _setup_logging(quiet: bool, debug: bool) -> None:
+def _setup_logging(quiet: bool, debug: bool, new_command: bool = False) -> None:
+    # the group callback starts a command; a subcommand may only add -q/--debug, so that
+    # `mva -q train ...` stays quiet (and one in-process run does not leak into the next)
+    if new_command:
+        _STATE.update(debug=False, quiet=False)
     _STATE["debug"] = _STATE["debug"] or debug
+    _STATE["quiet"] = _STATE["quiet"] or quiet
     root = logging.getLogger("mva")
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("mva: %(message)s"))
-        root.addHandler(handler)
-    root.setLevel(logging.DEBUG if _STATE["debug"] else logging.WARNING if quiet else logging.INFO)
+    # the current stderr, not the one at import (click's CliRunner and notebooks replace it)
+    _HANDLER.setStream(sys.stderr)
+    if _HANDLER not in root.handlers:
+        root.addHandler(_HANDLER)
+    root.setLevel(logging.DEBUG if _STATE["debug"] else
+                  logging.WARNING if _STATE["quiet"] else logging.INFO)
     root.propagate = False
 
 
@@ -48,6 +57,10 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("mva: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            # `mva inspect f.root | head`: the reader left; stop without an error message
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except Exception as exc:
             if _STATE["debug"]:
                 raise
@@ -70,7 +83,7 @@ def main(quiet: bool, debug: bool) -> None:
       mva apply toy/run toy/data/toy.root --tree TreeB --output scored.root
       mva report toy/run
     """
-    _setup_logging(quiet, debug)
+    _setup_logging(quiet, debug, new_command=True)
 
 
 @main.command()
@@ -131,7 +144,7 @@ def apply(run_dir: Path, inputs: tuple[str, ...], output: Path, tree: str | None
     res = run_apply(run_dir, list(inputs), output, tree=tree, methods=_split(methods),
                     keep=_split(keep), cut=cut, signal_fraction=signal_fraction,
                     step_size=step_size)
-    if not quiet:
+    if not _STATE["quiet"]:
         click.echo(f"scored {res['written']} events with {', '.join(res['methods'])} -> {output}")
 
 

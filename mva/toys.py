@@ -86,7 +86,10 @@ REGRESSION_NOISE = 0.5
 
 
 def regression_truth(var1: np.ndarray, var2: np.ndarray) -> np.ndarray:
-    """Noise-free target of :func:`regression_toy`: ``2 + 0.5 (var1^2 + var2^2) - 0.3 var1 var2``."""
+    """Noise-free target of :func:`regression_toy`.
+
+    ``2 + 0.5 (var1^2 + var2^2) - 0.3 var1 var2``.
+    """
     return 2.0 + 0.5 * (var1**2 + var2**2) - 0.3 * var1 * var2
 
 

@@ -118,6 +118,59 @@ def _evaluate_classification(res: MethodResult, tr: Events, te: Events) -> dict[
     }
 
 
+def signal_probability_extras(res: MethodResult, te: Events, cfg: Config) -> dict[str, Any]:
+    """P(S|y) densities (fitted on half of the test events), their calibration on the other
+    half, and the working point that maximises S/sqrt(S+B) for the expected yields."""
+    from mva.evaluation.probability import (ScoreDensities, expected_calibration_error,
+                                            reliability_curve, reweight_to_fraction)
+
+    ev = cfg.evaluation
+    n_sig, n_bkg = expected_yields(cfg, te)
+    f_s = ev.resolved_signal_fraction(n_sig / (n_sig + n_bkg) if ev.yields else 0.5)
+    half = np.arange(len(te)) % 2 == 0
+    dens = ScoreDensities().fit(res.pred_test[half], te.labels[half], te.weights[half])
+    other = ~half
+    prob = dens.probability(res.pred_test[other], f_s)
+    w_check = reweight_to_fraction(te.labels[other], te.weights[other], f_s)
+    rel = reliability_curve(prob, te.labels[other], w_check)
+    wp = cm.significance_scan(res.pred_test, te.labels, te.weights, n_sig, n_bkg)
+    res.trained.extras.update(densities=dens.to_dict(), signal_fraction=f_s)
+    return {
+        "working_point": wp,
+        "signal_fraction": f_s,
+        "calibration": {"ece": expected_calibration_error(prob, te.labels[other], w_check),
+                        "reliability": {k: _json_list(v) for k, v in rel.items()}},
+    }
+
+
+def _json_list(values: Any) -> list[float | None]:
+    """Array to a JSON list with null for NaN (metrics.json stays strict JSON)."""
+    return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=float)]
+
+
+def expected_yields(cfg: Config, te: Events) -> tuple[float, float]:
+    """Expected signal and background after the selection: from the config, else the weighted
+    test sample scaled up to the full sample."""
+    if cfg.evaluation.yields is not None:
+        return cfg.evaluation.yields.signal, cfg.evaluation.yields.background
+    sig = float(te.weights[te.labels == 1].sum())
+    bkg = float(te.weights[te.labels == 0].sum())
+    return sig, bkg
+
+
+def _importance(res: MethodResult, te: Events, cfg: Config) -> dict[str, Any]:
+    from mva.evaluation.ranking import permutation_importance
+
+    tm = res.trained
+    out = {"permutation_auc_drop": permutation_importance(
+        lambda X: tm.predict(X)[0], te.features, te.labels, te.weights, cfg.data.features,
+        seed=cfg.split.seed)}
+    if hasattr(tm.model, "feature_importance"):
+        gain = tm.model.feature_importance(len(cfg.data.features))
+        out["gain"] = dict(zip(cfg.data.features, map(float, gain), strict=True))
+    return out
+
+
 def _evaluate_regression(res: MethodResult, tr: Events, te: Events) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for part, ev, pred, sigma in (("test", te, res.pred_test, res.sigma_test),
@@ -223,12 +276,20 @@ def run_training(cfg: Config) -> RunResult:
         res = _fit_method(cfg, spec, tr, te, w_train, w_test_norm)
         evaluate = _evaluate_classification if cfg.is_classification else _evaluate_regression
         res.metrics = evaluate(res, tr, te)
+        if cfg.is_classification:
+            res.metrics.update(signal_probability_extras(res, te, cfg))
+            res.metrics["importance"] = _importance(res, te, cfg)
         res.metrics["fit_seconds"] = res.fit_seconds
         if res.trained.model.notes_:
             res.metrics["notes"] = res.trained.model.notes_
         run.methods[name] = res
         log.info("%s done in %.1f s", name, res.fit_seconds)
     run.metrics = {"task": cfg.task, "methods": {n: r.metrics for n, r in run.methods.items()}}
+    if cfg.is_classification:
+        from mva.evaluation.ranking import variable_separation
+
+        run.metrics["variables"] = {"separation": variable_separation(
+            te.features, te.labels, te.weights, cfg.data.features)}
     return run
 
 

@@ -38,6 +38,7 @@ def make_plots(run: Any, outdir: Path) -> list[Path]:
                 name, (res.pred_train, tr.labels, tr.weights), (res.pred_test, te.labels, te.weights),
                 (ks["ks_pvalue_signal"], ks["ks_pvalue_background"]),
                 outdir / f"{name}_overtraining", formats=fmts)
+            written += _probability_plots(name, res, run, outdir, fmts)
         written += plots.plot_roc(curves, outdir / "roc", formats=fmts)
         written += plots.plot_rejection(curves, outdir / "rejection", formats=fmts)
         return written
@@ -65,6 +66,31 @@ def make_plots(run: Any, outdir: Path) -> list[Path]:
                     name, d, width, te.weights, outdir / f"{name}{suffix}_width_calibration",
                     formats=fmts)
         written += plots.plot_ratio(ratios, te.weights, outdir / f"ratio{suffix}", formats=fmts)
+    return written
+
+
+def _probability_plots(name: str, res: Any, run: Any, outdir: Path, fmts: tuple) -> list[Path]:
+    """Cut efficiencies with the optimal cut, P(S|y) with the class densities, reliability."""
+    from mva.evaluation.probability import ScoreDensities
+    from mva.training import expected_yields
+
+    m, te = res.metrics, run.test
+    if "working_point" not in m:
+        return []
+    curves = cm.cut_efficiency_curves(res.pred_test, te.labels, te.weights,
+                                      *expected_yields(run.config, te))
+    written = plots.plot_cut_efficiencies(name, curves, m["working_point"]["cut"],
+                                          outdir / f"{name}_cut_efficiencies", formats=fmts)
+    dens = ScoreDensities.from_dict(res.trained.extras["densities"])
+    grid = np.linspace(res.pred_test.min(), res.pred_test.max(), 300)
+    f_s = m["signal_fraction"]
+    written += plots.plot_probability(name, grid, dens.probability(grid, f_s),
+                                      dens.pdf_signal(grid), dens.pdf_background(grid), f_s,
+                                      outdir / f"{name}_probability", formats=fmts)
+    rel = m["calibration"]["reliability"]
+    written += plots.plot_reliability(name, np.asarray(rel["mean_prob"], dtype=float),
+                                      np.asarray(rel["signal_fraction"], dtype=float), outdir / f"{name}_reliability",
+                                      formats=fmts)
     return written
 
 

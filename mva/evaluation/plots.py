@@ -31,6 +31,8 @@ import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
+from matplotlib.layout_engine import ConstrainedLayoutEngine  # noqa: E402
 
 from mva.evaluation.regression import binned_profile, sigma_eff, weighted_median  # noqa: E402
 
@@ -99,13 +101,16 @@ def save(fig: Figure, stem: str | Path, formats: Formats = DEFAULT_FORMATS) -> l
     if unknown:
         raise ValueError(f"unsupported plot format(s) {unknown}; choose from {sorted(supported)}")
     stem.parent.mkdir(parents=True, exist_ok=True)
+    # a constrained layout already fits everything in; a tight box would cost another draw
+    constrained = isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
+    bbox = None if constrained else "tight"
     paths = []
     for fmt in fmts:
         # not with_suffix: a stem such as "roc_v1.2" must keep its dot
         path = stem.with_name(f"{stem.name}.{fmt}")
         # no creation date in PDFs, so that re-running a configuration reproduces the file
         metadata = {"CreationDate": None} if fmt == "pdf" else None
-        fig.savefig(path, format=fmt, bbox_inches="tight", metadata=metadata)
+        fig.savefig(path, format=fmt, bbox_inches=bbox, metadata=metadata)
         paths.append(path)
     logger.debug("wrote %s", ", ".join(str(p) for p in paths))
     return paths
@@ -125,16 +130,20 @@ def _figure(*args: Any, rc: dict[str, Any] | None = None, **kwargs: Any) -> Iter
             plt.close(fig)
 
 
-def _legend_fraction(n_lines: int) -> float:
-    """Fraction of a CMS-style axes height taken by a legend with ``n_lines`` rows."""
-    return min(0.6, 0.06 + 0.065 * n_lines)
+def _legend_fraction(ax: Axes, n_lines: int) -> float:
+    """Fraction of the height of ``ax`` taken by an upper legend with ``n_lines`` rows."""
+    size = FontProperties(size=plt.rcParams["legend.fontsize"]).get_size_in_points()
+    height = ax.get_position().height * ax.figure.get_figheight()
+    # a row is the text plus the label spacing; 0.3 in for the border padding
+    needed = n_lines * 1.75 * size / 72.0 + 0.3
+    return min(0.7, needed / max(height, 1e-3))
 
 
 def _headroom(ax: Axes, ymax: float, n_lines: int, ymin: float = 0.0, log: bool = False) -> None:
     """Extend the y range above ``ymax`` so that an upper legend does not cover the data."""
     if not np.isfinite(ymax) or ymax <= ymin:
         return
-    frac = _legend_fraction(n_lines)
+    frac = _legend_fraction(ax, n_lines)
     if log:
         if ymin <= 0:
             return
@@ -142,6 +151,12 @@ def _headroom(ax: Axes, ymax: float, n_lines: int, ymin: float = 0.0, log: bool 
     else:
         top = ymin + (ymax - ymin) / (1.0 - frac)
     ax.set_ylim(ymin, top)
+
+
+def _legend(ax: Axes, **kwargs: Any) -> None:
+    """``ax.legend`` unless nothing is labelled (matplotlib warns about an empty legend)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
 
 
 def _legend_above(ax: Axes, handles: list[Any] | None = None, ncols: int = 2, **kwargs: Any) -> None:
@@ -154,9 +169,8 @@ def _legend_above(ax: Axes, handles: list[Any] | None = None, ncols: int = 2, **
         ax.legend(
             handles,
             labels,
-            loc="lower left",
-            bbox_to_anchor=(0.0, 1.01, 1.0, 0.1),
-            mode="expand",
+            loc="lower center",
+            bbox_to_anchor=(0.5, 1.01),
             ncols=ncols,
             borderaxespad=0.0,
             **kwargs,
@@ -300,7 +314,7 @@ def plot_roc(
         ax.set_xlabel(r"Signal efficiency $\varepsilon_S$")
         ax.set_ylabel(r"Background rejection $1-\varepsilon_B$")
         # a useful classifier's curve stays above the diagonal: the lower left is free
-        ax.legend(loc="lower left")
+        _legend(ax, loc="lower left")
         return save(fig, stem, formats)
 
 
@@ -334,7 +348,7 @@ def plot_rejection(
             _headroom(ax, max(ymax, 10.0 * bottom), len(sorted_curves), ymin=bottom, log=True)
         ax.set_xlabel(r"Signal efficiency $\varepsilon_S$")
         ax.set_ylabel(r"Background rejection $1/\varepsilon_B$")
-        ax.legend(loc="upper right")
+        _legend(ax, loc="upper right")
         return save(fig, stem, formats)
 
 
@@ -413,7 +427,7 @@ def plot_overtraining(
         _headroom(ax, ymax, 3)
         ax.set_xlabel(_response_label(name))
         ax.set_ylabel(r"$(1/N)\,\mathrm{d}N/\mathrm{d}x$")
-        ax.legend(loc="upper center", ncols=2,
+        _legend(ax, loc="upper center", ncols=2,
                   title=f"KS p-value: signal {_fmt_p(p_sig)}, background {_fmt_p(p_bkg)}",
                   title_fontsize="small")
         return save(fig, stem, formats)
@@ -570,7 +584,8 @@ def _draw_correlation(ax: Axes, corr: np.ndarray, names: list[str], title: str) 
     for i in range(p):
         for j in range(p):
             if np.isfinite(pct[i, j]):
-                ax.text(j, i, f"{pct[i, j]:.0f}", ha="center", va="center", fontsize=14,
+                # int() first, so that -0.3 % reads "0", not "-0"
+                ax.text(j, i, f"{int(round(pct[i, j]))}", ha="center", va="center", fontsize=14,
                         color="white" if abs(pct[i, j]) > 60 else "black")
     ax.set_xticks(range(p), names, rotation=45, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(p), names)
@@ -706,14 +721,14 @@ def plot_probability(
                     label=f"signal fraction {signal_fraction:.3g}")
         _headroom(top, 1.0, 1)
         top.set_ylabel("P(S|y)")
-        top.legend(loc="upper center", ncols=2)
+        _legend(top, loc="upper center", ncols=2)
         bottom.plot(y, ps, lw=2.5, color=SIGNAL, label="p(y|S)")
         bottom.plot(y, pb, lw=2.5, color=BACKGROUND, label="p(y|B)")
         finite = np.r_[ps[np.isfinite(ps)], pb[np.isfinite(pb)]]
         _headroom(bottom, float(finite.max()) if finite.size else 1.0, 1)
         bottom.set_ylabel("density")
         bottom.set_xlabel(f"{_response_label(name)} y")
-        bottom.legend(loc="upper center", ncols=2)
+        _legend(bottom, loc="upper center", ncols=2)
         if y.size:
             bottom.set_xlim(float(np.nanmin(y)), float(np.nanmax(y)))
         return save(fig, stem, formats)
@@ -797,7 +812,7 @@ def plot_prediction_vs_true(
         ax.set_aspect("equal")
         ax.set_xlabel("target")
         ax.set_ylabel(f"{name} prediction" if name else "prediction")
-        ax.legend(loc="upper left")
+        _legend(ax, loc="upper left")
         return save(fig, stem, formats)
 
 
@@ -856,7 +871,7 @@ def plot_ratio(
         _headroom(ax, top, len(entries))
         ax.set_xlabel("prediction / target")
         ax.set_ylabel("normalised")
-        ax.legend(loc="upper left")
+        _legend(ax, loc="upper left")
         return save(fig, stem, formats)
 
 
@@ -953,7 +968,7 @@ def plot_pulls(
         _headroom(ax, max(float(np.max(hist[0] + hist[1])), float(gauss.max())), 2)
         ax.set_xlabel("pull (prediction − target) / width")
         ax.set_ylabel("normalised")
-        ax.legend(loc="upper right")
+        _legend(ax, loc="upper right")
         return save(fig, stem, formats)
 
 

@@ -27,7 +27,7 @@ _BINS_PER_BANDWIDTH = 4
 _KERNEL_TRUNCATE = 8.0
 # Kernel width, as a fraction of the score range, for a class whose scores are all equal.
 _ZERO_SPREAD_BANDWIDTH_REL = 1e-3
-# Densities are clipped at this fraction of their peak (negative weights, FFT round-off).
+# Densities are clipped at this fraction of their peak (negative weights, truncated kernels).
 _FLOOR_REL = 1e-12
 # Where both densities are below this fraction of their peaks, their ratio is round-off noise.
 _TINY_REL = 1e-9
@@ -59,11 +59,16 @@ def _check_inputs(
 
 
 def _weighted_quantile(x: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Quantiles of ``x`` for non-negative weights ``w`` (mid-point interpolation)."""
-    order = np.argsort(x, kind="stable")
-    xs, ws = x[order], w[order]
-    cum = np.cumsum(ws) - 0.5 * ws
-    return np.interp(q * ws.sum(), cum, xs)
+    """Inverted-CDF quantiles of ``x`` for non-negative weights ``w``: the smallest ``x`` whose
+    cumulative weight reaches ``q`` of the total.
+
+    Unlike interpolating definitions, this gives the same answer for an event of integer weight
+    ``k`` and for ``k`` copies of it.
+    """
+    order = np.argsort(x)
+    cum = np.cumsum(w[order])
+    idx = np.searchsorted(cum, q * cum[-1], side="left")
+    return x[order][np.clip(idx, 0, x.size - 1)]
 
 
 def _rule_bandwidth(x: np.ndarray, w: np.ndarray, rule: str) -> float:
@@ -98,11 +103,7 @@ def _score_grid(
     balance = np.where(is_sig, 1.0 / aw[is_sig].sum(), 1.0 / aw[~is_sig].sum())
     n_even = n_grid // 2
     quantiles = _weighted_quantile(x, aw * balance, np.linspace(0.0, 1.0, n_grid - n_even))
-    nodes = np.unique(np.r_[np.linspace(lo, hi, n_even), quantiles, lo, hi])
-    # Nodes closer than round-off would make interpolation ill-conditioned.
-    keep = np.r_[True, np.diff(nodes) > 1e-12 * (hi - lo)]
-    keep[-1] = True
-    return nodes[keep] if keep.sum() >= 2 else np.array([lo, hi])
+    return np.unique(np.r_[lo, np.linspace(lo, hi, n_even), quantiles, hi])
 
 
 def _reflected_kde(
@@ -152,7 +153,7 @@ def _background_cdf_table(
     The mid-rank value ``F(x_i) - w_i / (2 W)`` makes the Rarity of a continuous background uniform
     rather than shifted by half an event; ties (scores piled at a boundary) share one mid value.
     """
-    order = np.argsort(x, kind="stable")
+    order = np.argsort(x)
     xs, ws = x[order], w[order]
     uniq, first = np.unique(xs, return_index=True)
     wu = np.add.reduceat(ws, first)
@@ -201,6 +202,19 @@ class ScoreDensities:
     bandwidth : {"scott", "silverman"} or float
         Rule for the per-class kernel width (with Kish's effective number of weighted events), or
         a fixed width in score units.
+
+    Attributes
+    ----------
+    grid_ : numpy.ndarray
+        Score nodes (increasing) where the tables below are given.
+    pdf_signal_, pdf_background_ : numpy.ndarray
+        Densities at the nodes, clipped at a small positive floor.
+    log_ratio_ : numpy.ndarray
+        ``log(pdf_signal_ / pdf_background_)``, filled in where both densities are negligible.
+    cdf_x_, cdf_background_ : numpy.ndarray
+        Knots of the weighted background CDF (the Rarity).
+    bandwidths_ : dict
+        Kernel width used for ``"signal"`` and ``"background"``, in score units.
     """
 
     def __init__(self, n_grid: int = 200, bandwidth: float | str = "scott") -> None:
@@ -208,7 +222,7 @@ class ScoreDensities:
             raise ValueError(f"n_grid must be >= 3, got {n_grid}")
         if isinstance(bandwidth, str):
             if bandwidth not in ("scott", "silverman"):
-                raise ValueError(f"bandwidth must be 'scott', 'silverman' or > 0, got {bandwidth!r}")
+                raise ValueError(f"bandwidth must be 'scott', 'silverman' or > 0: {bandwidth!r}")
         elif not (np.isfinite(bandwidth) and bandwidth > 0):
             raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
         self.n_grid = int(n_grid)
@@ -464,6 +478,8 @@ def reweight_to_fraction(labels: Any, weights: Any, signal_fraction: float) -> n
     if (f > 0 and w_sig <= 0) or (f < 1 and w_bkg <= 0):
         raise ValueError("a class needed for this signal fraction has no positive total weight")
     total = w_sig + w_bkg
+    if total <= 0:
+        raise ValueError("the total weight is not positive")
     scale_sig = f * total / w_sig if w_sig > 0 else 0.0
     scale_bkg = (1.0 - f) * total / w_bkg if w_bkg > 0 else 0.0
     return np.where(is_sig, w * scale_sig, w * scale_bkg)

@@ -11,7 +11,7 @@ import numpy as np
 
 from mva.errors import InputError
 from mva.io.expressions import ExpressionError, evaluate, names_in
-from mva.io.readers import as_float, expand_files, iter_columns, source_info
+from mva.io.readers import as_float, count_entries, expand_files, iter_columns, source_info
 
 __all__ = ["Events", "read_sample", "evaluate_matrix", "load_events"]
 
@@ -113,14 +113,16 @@ def read_sample(
     needed = _needed(exprs)
     parts = []
     for path in paths:
-        info = source_info(path, tree)
+        where = f"{path}:{tree}" if tree else path
+        chunks, n_entries = [], 0
+        # the file is opened once: its entries are counted from the chunks read
         for start, cols in iter_columns(path, tree, needed):
-            where = f"{path}:{tree}" if tree else path
-            n = info["entries"]
+            n = len(next(iter(cols.values()))) if cols else count_entries(path, tree)
+            n_entries += n
             if n == 0:
-                raise InputError(f"{where}: the tree is empty")
+                continue
             # file entry of every row, so that errors after the cut still name the right one
-            entries = start + np.arange(len(next(iter(cols.values()))) if cols else 0)
+            entries = start + np.arange(n)
             if cut:
                 try:
                     mask = np.asarray(evaluate(cut, cols, default), dtype=bool)
@@ -136,14 +138,20 @@ def read_sample(
                  if targets else None)
             S = evaluate_matrix(cols, spectators, default, where, "spectator", start,
                                 check_finite=False)
-            info["selected"] = int(len(X))
-            log.info("read %s: %d entries, %d selected", where, n, len(X))
-            parts.append(Events(
+            chunks.append(Events(
                 features=X, weights=w, feature_names=list(features),
                 labels=None if label is None else np.full(len(X), label, dtype=np.int8),
                 targets=T, target_names=list(targets), spectators=S,
-                spectator_names=list(spectators), sources=[{**info, "sample": what}],
+                spectator_names=list(spectators),
             ))
+        if n_entries == 0:
+            raise InputError(f"{where}: the tree is empty")
+        part = Events.concatenate(chunks)
+        info = source_info(path, tree, entries=n_entries)
+        info["selected"] = len(part)
+        log.info("read %s: %d entries, %d selected", where, n_entries, len(part))
+        part.sources = [{**info, "sample": what}]
+        parts.append(part)
     events = Events.concatenate(parts)
     if len(events) == 0:
         sel = f" after the cut {cut!r}" if cut else ""

@@ -228,12 +228,17 @@ def iter_columns(
             return
 
 
-def source_info(path: str, tree: str | None) -> dict[str, Any]:
-    """Provenance of an input file: path, tree, size, modification time and entries."""
+def source_info(path: str, tree: str | None, entries: int | None = None) -> dict[str, Any]:
+    """Provenance of an input file: path, tree, size, modification time and entries.
+
+    Pass ``entries`` when already known: counting opens the file (for a ROOT tree with many
+    branches that costs as much as reading it).
+    """
     st = Path(path).stat()
     return {
         "file": os.path.abspath(path), "tree": tree, "bytes": st.st_size,
-        "mtime": st.st_mtime, "entries": count_entries(path, tree),
+        "mtime": st.st_mtime,
+        "entries": count_entries(path, tree) if entries is None else int(entries),
     }
 
 

@@ -21,12 +21,17 @@ class LinearParams(Params):
 
 def fisher_coefficients(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float]:
     """Fisher's discriminant: coefficients ``W^-1 (mu_S - mu_B)`` with W the summed weighted
-    within-class covariance, and the offset that puts the class-mean midpoint at 0."""
+    within-class covariance, and the offset that puts the class-mean midpoint at 0.
+
+    The class covariances are ``sum w (x - mu)(x - mu)^T / sum w`` (as TMVA's): an integer weight
+    then equals that many copies of the event, which the bias-corrected ``aweights`` estimator
+    does not give (and it diverges when one event carries most of a class's weight).
+    """
     means, covs = [], []
     for label in (1, 0):
         m = y == label
         means.append(np.average(X[m], axis=0, weights=w[m]))
-        covs.append(np.atleast_2d(np.cov(X[m], rowvar=False, aweights=w[m])))
+        covs.append(np.atleast_2d(np.cov(X[m], rowvar=False, aweights=w[m], bias=True)))
     W = covs[0] + covs[1]
     coef = np.linalg.lstsq(W, means[0] - means[1], rcond=None)[0]
     offset = -float(coef @ (means[0] + means[1]) / 2)

@@ -157,7 +157,9 @@ def dcb_log_pdf(
 
 def _check_last_dim(raw: Tensor, n: int, name: str) -> None:
     if raw.shape[-1] != n:
-        raise ValueError(f"{name} expects raw outputs with last dimension {n}, got {tuple(raw.shape)}")
+        raise ValueError(
+            f"{name} expects raw outputs with last dimension {n}, got {tuple(raw.shape)}"
+        )
 
 
 def dcb_params(raw: Tensor) -> dict[str, Tensor]:

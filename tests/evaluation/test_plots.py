@@ -1,0 +1,502 @@
+"""Plots: every function writes real PNG and PDF files and closes its figure, and what it
+draws is checked against independent computations (numpy histograms, np.corrcoef,
+scikit-learn AUCs, closed-form Gaussians)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.collections import QuadMesh
+from matplotlib.figure import Figure
+from matplotlib.patches import StepPatch
+from sklearn.metrics import roc_auc_score
+
+from mva.evaluation import plots
+from mva.evaluation.classification import cut_efficiency_curves, roc_auc, roc_curve
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_figures():
+    plt.close("all")
+    yield
+    leaked = plt.get_fignums()
+    plt.close("all")
+    assert leaked == [], "plot function left figures open"
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
+    """Figures passed to ``plots.save``; a closed figure keeps its artists for inspection."""
+    figures: list[Figure] = []
+    real_save = plots.save
+
+    def spy(fig, stem, formats=plots.DEFAULT_FORMATS):
+        figures.append(fig)
+        return real_save(fig, stem, formats)
+
+    monkeypatch.setattr(plots, "save", spy)
+    return figures
+
+
+def assert_written(paths: list[Path], stem: Path, formats=("png", "pdf")) -> None:
+    assert paths == [stem.with_name(f"{stem.name}.{f}") for f in formats]
+    for path in paths:
+        data = path.read_bytes()
+        assert len(data) > 1000
+        if path.suffix == ".png":
+            assert data.startswith(PNG_MAGIC)
+            image = mpimg.imread(path)
+            assert image.shape[0] > 300 and image.shape[1] > 300
+            assert image[..., :3].std() > 0.01, "blank image"
+        elif path.suffix == ".pdf":
+            assert data.startswith(b"%PDF-")
+
+
+def classification_sample(n: int, seed: int, separation: float = 1.5, negative: float = 0.0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    scores = rng.normal(size=n) + separation * labels
+    weights = rng.uniform(0.5, 1.5, n)
+    weights[rng.random(n) < negative] *= -1.0
+    return scores, labels, weights
+
+
+def step_patches(ax) -> list[StepPatch]:
+    return [p for p in ax.patches if isinstance(p, StepPatch)]
+
+
+def labelled_steps(ax) -> dict[str, StepPatch]:
+    """Histograms that appear in the legend (outlines drawn on top of fills have no label)."""
+    return {p.get_label(): p for p in step_patches(ax) if p.get_label() and p.get_label()[0] != "_"}
+
+
+# --------------------------------------------------------------------------- save
+
+
+def test_save_creates_directories_and_keeps_dots_in_stem(tmp_path: Path) -> None:
+    fig = Figure(figsize=(4, 4))  # not registered with pyplot: nothing to close
+    fig.add_subplot().plot([0, 1], [1, 0])
+    stem = tmp_path / "deep" / "er" / "roc_v1.2"
+    paths = plots.save(fig, stem)
+    assert paths == [tmp_path / "deep/er/roc_v1.2.png", tmp_path / "deep/er/roc_v1.2.pdf"]
+    assert all(p.stat().st_size > 0 for p in paths)
+    assert plots.save(fig, tmp_path / "single", formats="svg") == [tmp_path / "single.svg"]
+
+
+def test_save_rejects_unknown_format_before_writing(tmp_path: Path) -> None:
+    fig = Figure()
+    with pytest.raises(ValueError, match="unsupported"):
+        plots.save(fig, tmp_path / "x", formats=("png", "docx"))
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- ROC
+
+
+@pytest.fixture(scope="module")
+def roc_inputs():
+    """Two methods, the better one listed second, weights with 10% negative entries."""
+    scores, labels, weights = classification_sample(1500, seed=3, negative=0.1)
+    rng = np.random.default_rng(4)
+    methods = {"weak": scores + 2.0 * rng.normal(size=scores.size), "strong": scores}
+    curves = {}
+    for name, s in methods.items():
+        eff_bkg, eff_sig, _ = roc_curve(s, labels, weights)
+        curves[name] = (eff_bkg, eff_sig, roc_auc(s, labels, weights))
+    return methods, labels, curves
+
+
+def test_roc_draws_rejection_against_efficiency_sorted_by_auc(
+    tmp_path: Path, captured: list[Figure], roc_inputs
+) -> None:
+    methods, labels, curves = roc_inputs
+    stem = tmp_path / "roc"
+    assert_written(plots.plot_roc(curves, stem), stem)
+    ax = captured[0].axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    # independent ranking: unweighted AUC from scikit-learn
+    by_sklearn = sorted(methods, key=lambda m: -roc_auc_score(labels, methods[m]))
+    assert [entry.split(" ")[0] for entry in legend[:2]] == by_sklearn
+    assert f"{curves['strong'][2]:.3f}" in legend[0]
+    for line in ax.get_lines():
+        name = line.get_label().split(" ")[0]
+        if name not in curves:
+            continue
+        eff_bkg, eff_sig, _ = curves[name]
+        # fewer points than the thinning limit: the full curve is drawn
+        np.testing.assert_array_equal(line.get_xdata(), eff_sig)
+        np.testing.assert_allclose(line.get_ydata(), 1.0 - eff_bkg)
+
+
+def test_rejection_is_inverse_background_efficiency_on_log_axis(
+    tmp_path: Path, captured: list[Figure], roc_inputs
+) -> None:
+    _, _, curves = roc_inputs
+    stem = tmp_path / "sub" / "rejection"
+    assert_written(plots.plot_rejection(curves, stem), stem)
+    ax = captured[0].axes[0]
+    assert ax.get_yscale() == "log"
+    eff_bkg, eff_sig, _ = curves["strong"]
+    line = next(ln for ln in ax.get_lines() if ln.get_label().startswith("strong"))
+    keep = eff_bkg > 0
+    np.testing.assert_array_equal(line.get_xdata(), eff_sig[keep])
+    np.testing.assert_allclose(line.get_ydata(), 1.0 / eff_bkg[keep])
+
+
+def test_long_curves_are_thinned_to_points_on_the_curve(
+    tmp_path: Path, captured: list[Figure]
+) -> None:
+    scores, labels, weights = classification_sample(30000, seed=5)
+    eff_bkg, eff_sig, _ = roc_curve(scores, labels, weights)
+    plots.plot_roc({"big": (eff_bkg, eff_sig, None)}, tmp_path / "big", formats=("png",))
+    line = captured[0].axes[0].get_lines()[0]
+    x, y = line.get_xdata(), line.get_ydata()
+    assert 100 < x.size <= 2002
+    assert (x[0], y[0]) == (eff_sig[0], 1.0 - eff_bkg[0])
+    assert (x[-1], y[-1]) == (eff_sig[-1], 1.0 - eff_bkg[-1])
+    # every drawn point is a point of the exact curve
+    idx = np.searchsorted(eff_sig, x)  # eff_sig is non-decreasing for positive weights
+    assert np.all(np.isin(np.round(y, 12), np.round(1.0 - eff_bkg, 12)))
+    assert np.all(eff_sig[np.minimum(idx, eff_sig.size - 1)] == x)
+    # the AUC was missing and is integrated for the legend
+    expected = roc_auc_score(labels, scores, sample_weight=weights)
+    assert f"{expected:.3f}" in line.get_label()
+
+
+# --------------------------------------------------------------------------- overtraining
+
+
+def test_overtraining_histograms_have_unit_area_and_match_numpy(
+    tmp_path: Path, captured: list[Figure]
+) -> None:
+    scores, labels, _ = classification_sample(3000, seed=7)
+    train = (scores[:1500], labels[:1500], None)
+    test = (scores[1500:], labels[1500:], None)
+    stem = tmp_path / "overtraining"
+    paths = plots.plot_overtraining("BDT", train, test, (0.4213, float("nan")), stem, bins=25)
+    assert_written(paths, stem)
+    ax = captured[0].axes[0]
+    steps = labelled_steps(ax)
+    assert set(steps) == {"Signal (test)", "Background (test)"}
+    edges = steps["Signal (test)"].get_data().edges
+    assert edges.size == 26
+    assert edges[0] == scores.min() and edges[-1] == scores.max()
+    for label, cls in (("Signal (test)", 1), ("Background (test)", 0)):
+        values = steps[label].get_data().values
+        expected, _ = np.histogram(scores[1500:][labels[1500:] == cls], bins=edges, density=True)
+        np.testing.assert_allclose(values, expected)
+    # training points: density histograms of the training sample
+    points = {ln.get_label(): ln for ln in ax.containers}
+    for label, cls in (("Signal (training)", 1), ("Background (training)", 0)):
+        y = points[label].lines[0].get_ydata()
+        expected, _ = np.histogram(scores[:1500][labels[:1500] == cls], bins=edges, density=True)
+        np.testing.assert_allclose(y, expected)
+    title = ax.get_legend().get_title().get_text()
+    assert "0.421" in title and "n/a" in title
+
+
+def test_overtraining_with_negative_weights_and_a_single_class(
+    tmp_path: Path, captured: list[Figure]
+) -> None:
+    scores, labels, weights = classification_sample(2000, seed=8, negative=0.15)
+    train, test = (scores[:1000], labels[:1000], weights[:1000]), (scores[1000:], labels[1000:], weights[1000:])
+    plots.plot_overtraining("MLP", train, test, (0.5, 0.5), tmp_path / "neg", formats=("png",))
+    for patch in labelled_steps(captured[0].axes[0]).values():
+        values, edges, _ = patch.get_data()
+        assert np.sum(values * np.diff(edges)) == pytest.approx(1.0)
+    sig = labels == 1
+    only_signal = (scores[sig], labels[sig], weights[sig])
+    paths = plots.plot_overtraining("MLP", only_signal, only_signal, None, tmp_path / "one")
+    assert_written(paths, tmp_path / "one")
+    assert set(labelled_steps(captured[1].axes[0])) == {"Signal (test)"}
+
+
+# --------------------------------------------------------------------------- loss, inputs
+
+
+def test_loss_uses_log_axis_only_for_positive_losses(
+    tmp_path: Path, captured: list[Figure]
+) -> None:
+    history = {"train": [1.0, 0.5, 0.3, 0.25], "validation": [1.1, 0.6, 0.4, 0.38]}
+    stem = tmp_path / "loss"
+    assert_written(plots.plot_loss("MLP", history, stem), stem)
+    ax = captured[0].axes[0]
+    assert ax.get_yscale() == "log"
+    train = next(ln for ln in ax.get_lines() if ln.get_label() == "train")
+    np.testing.assert_array_equal(train.get_xdata(), [1, 2, 3, 4])
+    np.testing.assert_array_equal(train.get_ydata(), history["train"])
+    plots.plot_loss("BDT", {"train": [0.2, -0.1, -0.3], "test": []}, tmp_path / "lin",
+                    xlabel="iteration", formats=("png",))
+    assert captured[1].axes[0].get_yscale() == "linear"
+
+
+def test_inputs_one_unit_area_panel_per_variable(tmp_path: Path, captured: list[Figure]) -> None:
+    rng = np.random.default_rng(9)
+    n = 3000
+    labels = rng.integers(0, 2, n)
+    X = np.c_[rng.normal(size=n) + labels, rng.exponential(size=n), rng.poisson(2 + labels, n)]
+    weights = rng.uniform(0.5, 1.5, n)
+    weights[:100] *= -1.0
+    stem = tmp_path / "inputs"
+    paths = plots.plot_inputs(X, labels, weights, ["a", "b", "njet"], stem, bins=20)
+    assert_written(paths, stem)
+    visible = [ax for ax in captured[0].axes if ax.get_visible()]
+    assert [ax.get_xlabel() for ax in visible] == ["a", "b", "njet"]
+    for ax in visible:
+        steps = labelled_steps(ax)
+        assert set(steps) == {"Signal", "Background"}
+        for patch in steps.values():
+            values, edges, _ = patch.get_data()
+            assert np.sum(values * np.diff(edges)) == pytest.approx(1.0)
+    # an integer variable gets one bin per value, centred on the integers
+    edges = labelled_steps(visible[2])["Signal"].get_data().edges
+    np.testing.assert_allclose(np.diff(edges), 1.0)
+    np.testing.assert_allclose(edges % 1.0, 0.5)
+    # unit weights: the drawn signal histogram is numpy's density histogram in that range
+    plots.plot_inputs(X[:, :1], labels, None, ["a"], tmp_path / "plain", formats=("png",))
+    patch = labelled_steps(captured[1].axes[0])["Signal"]
+    values, edges, _ = patch.get_data()
+    x = X[labels == 1, 0]
+    inside = x[(x >= edges[0]) & (x <= edges[-1])]
+    np.testing.assert_allclose(values, np.histogram(inside, bins=edges, density=True)[0])
+
+
+def test_inputs_without_labels_for_regression(tmp_path: Path, captured: list[Figure]) -> None:
+    X = np.random.default_rng(10).normal(size=(500, 2))
+    paths = plots.plot_inputs(X, None, None, None, tmp_path / "reg", formats=("png",))
+    assert_written(paths, tmp_path / "reg", formats=("png",))
+    assert set(labelled_steps(captured[0].axes[0])) == {"all events"}
+
+
+# --------------------------------------------------------------------------- correlations
+
+
+def correlated(n: int, seed: int) -> np.ndarray:
+    cov = np.array([[2.0, 0.8, -0.5], [0.8, 1.0, 0.2], [-0.5, 0.2, 0.7]])
+    return np.random.default_rng(seed).multivariate_normal(np.zeros(3), cov, size=n)
+
+
+def test_weighted_correlation_matches_numpy() -> None:
+    X = correlated(400, seed=11)
+    np.testing.assert_allclose(plots.weighted_correlation(X), np.corrcoef(X, rowvar=False))
+    np.testing.assert_allclose(
+        plots.weighted_correlation(X, np.ones(len(X))), np.corrcoef(X, rowvar=False)
+    )
+    # integer weights are repeated events
+    counts = np.random.default_rng(12).integers(1, 5, len(X))
+    np.testing.assert_allclose(
+        plots.weighted_correlation(X, counts),
+        np.corrcoef(np.repeat(X, counts, axis=0), rowvar=False),
+    )
+    # real weights: numpy's analytic weights give the same normalised covariance
+    w = np.random.default_rng(13).uniform(0.1, 3.0, len(X))
+    cov = np.cov(X, rowvar=False, aweights=w)
+    sd = np.sqrt(np.diag(cov))
+    np.testing.assert_allclose(plots.weighted_correlation(X, w), cov / np.outer(sd, sd))
+
+
+def test_weighted_correlation_undefined_for_constant_variable() -> None:
+    X = np.c_[correlated(200, seed=14)[:, :2], np.full(200, 3.7)]
+    corr = plots.weighted_correlation(X)
+    assert np.all(np.isnan(corr[2])) and np.all(np.isnan(corr[:, 2]))
+    np.testing.assert_allclose(corr[:2, :2], np.corrcoef(X[:, :2], rowvar=False))
+    with pytest.raises(ValueError, match="positive"):
+        plots.weighted_correlation(X, -np.ones(200))
+
+
+def test_correlation_plot_shows_percent_matrices_per_class(
+    tmp_path: Path, captured: list[Figure]
+) -> None:
+    X = correlated(1000, seed=15)
+    labels = np.random.default_rng(16).integers(0, 2, 1000)
+    X[labels == 1, 1] *= -1.0  # opposite sign of a correlation in signal
+    stem = tmp_path / "correlations"
+    paths = plots.plot_correlations(X, labels, None, ["x", "y", "z"], stem)
+    assert_written(paths, stem)
+    matrices = [ax for ax in captured[0].axes if ax.images]
+    assert [ax.get_title() for ax in matrices] == [
+        "Correlation matrix (signal)", "Correlation matrix (background)"
+    ]
+    for ax, cls in zip(matrices, (1, 0)):
+        expected = 100.0 * np.corrcoef(X[labels == cls], rowvar=False)
+        np.testing.assert_allclose(ax.images[0].get_array(), expected)
+        texts = {t.get_text() for t in ax.texts}
+        assert str(int(round(expected[0, 1]))) in texts and "100" in texts
+    # regression (no labels) and a single-class sample: one matrix
+    for labels_, stem_ in ((None, "reg"), (np.ones(1000, dtype=int), "sig_only")):
+        plots.plot_correlations(X, labels_, None, None, tmp_path / stem_, formats=("png",))
+        assert len([ax for ax in captured[-1].axes if ax.images]) == 1
+
+
+# --------------------------------------------------------------------------- cut scan, probability
+
+
+def test_cut_efficiencies_mark_the_optimal_cut(tmp_path: Path, captured: list[Figure]) -> None:
+    scores, labels, weights = classification_sample(800, seed=17, negative=0.05)
+    curves = cut_efficiency_curves(scores, labels, weights, n_sig=50, n_bkg=500)
+    best = float(curves["cut"][np.nanargmax(curves["significance"])])
+    stem = tmp_path / "mvaeffs"
+    assert_written(plots.plot_cut_efficiencies("BDT", curves, best, stem), stem)
+    left, right = captured[0].axes
+    lines = {ln.get_label(): ln for ln in left.get_lines()}
+    np.testing.assert_array_equal(lines["Signal efficiency"].get_ydata(), curves["eff_sig"])
+    np.testing.assert_array_equal(lines["Background efficiency"].get_ydata(), curves["eff_bkg"])
+    marker = next(ln for label, ln in lines.items() if label.startswith("optimal cut"))
+    np.testing.assert_array_equal(marker.get_xdata(), [best, best])
+    significance = right.get_lines()[0]
+    np.testing.assert_array_equal(significance.get_ydata(), curves["significance"])
+
+
+def test_probability_and_reliability(tmp_path: Path, captured: list[Figure]) -> None:
+    y = np.linspace(-4.0, 4.0, 161)
+    pdf_s = np.exp(-0.5 * (y - 1.0) ** 2) / np.sqrt(2 * np.pi)
+    pdf_b = np.exp(-0.5 * (y + 1.0) ** 2) / np.sqrt(2 * np.pi)
+    f = 0.2
+    prob = f * pdf_s / (f * pdf_s + (1 - f) * pdf_b)
+    stem = tmp_path / "probability"
+    assert_written(plots.plot_probability("BDT", y, prob, pdf_s, pdf_b, f, stem), stem)
+    top, bottom = captured[0].axes
+    np.testing.assert_array_equal(top.get_lines()[0].get_ydata(), prob)
+    assert len(bottom.get_lines()) == 2
+
+    mean_prob = np.array([0.05, 0.15, np.nan, 0.55, 0.9])
+    observed = np.array([0.04, 0.2, np.nan, 0.5, 0.95])
+    stem = tmp_path / "reliability"
+    assert_written(plots.plot_reliability("BDT", mean_prob, observed, stem), stem)
+    diagonal, curve = captured[1].axes[0].get_lines()
+    np.testing.assert_array_equal(diagonal.get_xdata(), diagonal.get_ydata())
+    np.testing.assert_array_equal(curve.get_xdata(), mean_prob[[0, 1, 3, 4]])
+
+
+# --------------------------------------------------------------------------- regression
+
+
+@pytest.fixture(scope="module")
+def regression_sample():
+    """Gaussian smearing with a known, event-dependent width."""
+    rng = np.random.default_rng(21)
+    n = 4000
+    target = rng.uniform(10.0, 100.0, n)
+    width = 0.1 * target
+    prediction = target + width * rng.normal(size=n)
+    weights = rng.uniform(0.5, 1.5, n)
+    return prediction, target, width, weights
+
+
+def test_prediction_vs_true_histogram(tmp_path: Path, captured: list[Figure], regression_sample) -> None:
+    prediction, target, _, weights = regression_sample
+    w = weights.copy()
+    w[:200] *= -1.0
+    stem = tmp_path / "pred_vs_true"
+    assert_written(plots.plot_prediction_vs_true("BDT", prediction, target, w, stem), stem)
+    ax = captured[0].axes[0]
+    mesh = next(c for c in ax.collections if isinstance(c, QuadMesh))
+    counts = mesh.get_array()
+    assert np.ma.is_masked(counts) or counts.min() > 0  # no non-positive bin is coloured
+    # unit weights: the coloured content is the number of events inside the drawn square
+    plots.plot_prediction_vs_true("BDT", prediction, target, None, tmp_path / "u", formats=("png",))
+    ax = captured[1].axes[0]
+    lo, hi = ax.get_xlim()
+    inside = (target >= lo) & (target <= hi) & (prediction >= lo) & (prediction <= hi)
+    mesh = next(c for c in ax.collections if isinstance(c, QuadMesh))
+    assert mesh.get_array().sum() == inside.sum()
+
+
+def test_ratio_legend_reports_median(tmp_path: Path, captured: list[Figure], regression_sample) -> None:
+    prediction, target, _, _ = regression_sample
+    ratios = {"raw": 0.9 * prediction / target, "BDT": prediction / target}
+    stem = tmp_path / "ratio"
+    assert_written(plots.plot_ratio(ratios, None, stem), stem)
+    ax = captured[0].axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    for text, values in zip(legend, ratios.values()):
+        assert f"median {np.median(values):.3f}" in text
+    for patch in labelled_steps(ax).values():
+        values, edges, _ = patch.get_data()
+        assert np.sum(values * np.diff(edges)) == pytest.approx(1.0)
+    # targets at zero give infinite ratios: ignored, not a crash
+    bad = np.r_[ratios["BDT"][:-1], np.inf]
+    paths = plots.plot_ratio({"BDT": bad}, -np.ones(bad.size), tmp_path / "neg", formats=("png",))
+    assert_written(paths, tmp_path / "neg", formats=("png",))
+
+
+def test_profiles_follow_an_injected_bias(tmp_path: Path, captured: list[Figure]) -> None:
+    rng = np.random.default_rng(22)
+    n = 4000
+    X = np.c_[rng.uniform(0.0, 10.0, n), rng.normal(size=n)]
+    d = 0.5 * X[:, 0] + rng.normal(scale=0.2, size=n)
+    stem = tmp_path / "profiles"
+    paths = plots.plot_profiles("BDT", X, ["E", "eta"], d, rng.uniform(0.5, 1.5, n), stem)
+    assert_written(paths, stem)
+    axes = np.array(captured[0].axes).reshape(2, 2)
+    bias = axes[0, 0].lines[0]
+    # the bias in a bin of E is 0.5 * E averaged over the bin: about 0.5 * bin centre
+    np.testing.assert_allclose(bias.get_ydata(), 0.5 * bias.get_xdata(), atol=0.05)
+    resolution = axes[1, 1].lines[0].get_ydata()
+    # in bins of the unrelated feature, d spreads like 0.5 * U(0, 10) with the noise
+    assert np.all(resolution > 1.0) and np.all(resolution < 2.5)
+    assert [axes[1, j].get_xlabel() for j in range(2)] == ["E", "eta"]
+
+
+def test_pulls_of_calibrated_widths_follow_unit_gaussian(
+    tmp_path: Path, captured: list[Figure], regression_sample
+) -> None:
+    prediction, target, width, weights = regression_sample
+    d = prediction - target
+    stem = tmp_path / "pulls"
+    assert_written(plots.plot_pulls("BDT", d, width, weights, stem), stem)
+    ax = captured[0].axes[0]
+    points = ax.containers[0].lines[0]
+    x, y = points.get_xdata(), points.get_ydata()
+    edges = np.linspace(-5.0, 5.0, 51)
+    h, _ = np.histogram(d / width, bins=edges, weights=weights)
+    np.testing.assert_allclose(y, h / weights.sum() / np.diff(edges))
+    gauss = next(ln for ln in ax.get_lines() if ln.get_label() == "unit Gaussian")
+    assert gauss.get_ydata().max() == pytest.approx(1.0 / np.sqrt(2.0 * np.pi))
+    # overestimated widths give narrow pulls; a zero width is skipped
+    broken = 2.0 * width
+    broken[0] = 0.0
+    plots.plot_pulls("BDT", d, broken, None, tmp_path / "wide", formats=("png",))
+    label = captured[1].axes[0].containers[0].get_label()
+    sigma = float(label.split("$ ")[-1])
+    assert sigma == pytest.approx(0.5, abs=0.05)
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0])
+def test_width_calibration_points_sit_at_true_over_predicted(
+    tmp_path: Path, captured: list[Figure], regression_sample, scale: float
+) -> None:
+    prediction, target, width, weights = regression_sample
+    stem = tmp_path / f"calibration_{scale:g}"
+    paths = plots.plot_width_calibration("BDT", prediction - target, scale * width, weights, stem)
+    assert_written(paths, stem)
+    ax = captured[0].axes[0]
+    points = ax.containers[0].lines[0]
+    x, y = points.get_xdata(), points.get_ydata()
+    assert x.size == 10
+    # predicted widths scaled by `scale` are `scale` times the observed spread
+    np.testing.assert_allclose(y / x, 1.0 / scale, rtol=0.12)
+    diagonal = ax.get_lines()[0]
+    np.testing.assert_array_equal(diagonal.get_xdata(), diagonal.get_ydata())
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def test_inconsistent_inputs_raise_and_close_nothing_open(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="labels"):
+        plots.plot_inputs(np.zeros((5, 1)), [0, 1, 2, 0, 1], None, None, tmp_path / "x")
+    with pytest.raises(ValueError, match="length"):
+        plots.plot_pulls("m", np.zeros(5), np.ones(4), None, tmp_path / "y")
+    with pytest.raises(ValueError, match="unsupported"):
+        plots.plot_loss("m", {"train": [1.0]}, tmp_path / "z", formats=("bmpx",))
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,147 @@
+"""BDT (xgboost): separation, weights (negative ones included), per-tree history, early stopping
+on a validation set, regression losses, feature importance and storage as UBJSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import log_loss, roc_auc_score
+
+from mva.errors import NotFittedError
+from mva.methods.bdt import BDT
+
+FAST = {"n_estimators": 60, "max_depth": 3, "n_jobs": 1}
+
+
+def two_gaussians(n: int, seed: int, d: int = 2, shift: float = 1.6):
+    rng = np.random.default_rng(seed)
+    X = np.vstack([rng.normal(shift / 2, 1.0, (n, d)), rng.normal(-shift / 2, 1.0, (n, d))])
+    y = np.r_[np.ones(n), np.zeros(n)].astype(np.int8)
+    return X, y
+
+
+def roundtrip(m, params: dict, task: str, tmp_path: Path):
+    meta, arrays, blobs = m.state()
+    np.savez(tmp_path / "a.npz", **arrays)
+    with np.load(tmp_path / "a.npz", allow_pickle=False) as z:
+        arrays2 = {k: z[k] for k in z.files}
+    for name, data in blobs.items():
+        (tmp_path / name).write_bytes(data)
+    blobs2 = {name: (tmp_path / name).read_bytes() for name in blobs}
+    return type(m).from_state(params, task, (json.loads(json.dumps(meta)), arrays2, blobs2))
+
+
+def test_separates_two_gaussians_with_per_tree_history() -> None:
+    X, y = two_gaussians(800, seed=0)
+    Xt, yt = two_gaussians(800, seed=1)
+    m = BDT(FAST, "classification").fit(X, y, np.ones(len(X)), monitor=(Xt, yt, np.ones(len(Xt))))
+    s = m.predict(Xt)
+    assert s.shape == (len(Xt),) and np.all((s > 0) & (s < 1))
+    assert roc_auc_score(yt, s) > 0.85
+    # one history entry per tree, for the training and the monitored sample
+    assert set(m.history_) == {"train", "test"}
+    assert len(m.history_["train"]) == len(m.history_["test"]) == 60 == m.n_trees_
+    # the recorded loss is the weighted log-loss of the final model on that sample
+    assert m.history_["test"][-1] == pytest.approx(log_loss(yt, s), rel=1e-4)
+    assert m.history_["train"][-1] < m.history_["train"][0]
+    # without early stopping no validation split is requested
+    assert m.wants_validation() == 0.0
+
+
+def test_early_stopping_on_the_validation_set() -> None:
+    X, y = two_gaussians(300, seed=2, shift=1.0)
+    Xv, yv = two_gaussians(300, seed=3, shift=1.0)
+    params = {"n_estimators": 400, "max_depth": 6, "learning_rate": 0.5,
+              "early_stopping_rounds": 5, "validation_fraction": 0.25, "n_jobs": 1}
+    m = BDT(params, "classification").fit(X, y, np.ones(len(X)),
+                                          validation=(Xv, yv, np.ones(len(Xv))))
+    assert m.wants_validation() == 0.25
+    val = np.array(m.history_["validation"])
+    assert m.n_trees_ < 400 and len(val) == m.n_trees_
+    # the best iteration is the validation minimum, and training went 5 rounds past it
+    assert m.best_iteration_ == int(np.argmin(val)) + 1
+    assert m.n_trees_ == m.best_iteration_ + 5
+    assert any("early stopping" in n for n in m.notes_)
+    # predictions use the best trees only: the validation loss of the model is the minimum
+    assert log_loss(yv, m.predict(Xv)) == pytest.approx(val.min(), rel=1e-4)
+
+
+def test_weights_move_the_score_the_expected_way() -> None:
+    X, y = two_gaussians(600, seed=4)
+    Xq = np.random.default_rng(5).normal(size=(400, 2))
+    base = BDT(FAST, "classification").fit(X, y, np.ones(len(X))).predict(Xq)
+    region = Xq[:, 1] > 0.5
+    # background up-weighted where x1 > 0.5: the scores drop there, far less elsewhere
+    w = np.where((y == 0) & (X[:, 1] > 0.5), 5.0, 1.0)
+    down = BDT(FAST, "classification").fit(X, y, w).predict(Xq)
+    assert np.mean(down[region] < base[region]) > 0.9
+    assert (base - down)[region].mean() > 3 * abs((base - down)[Xq[:, 1] < 0].mean())
+
+
+def test_negative_weights_are_accepted() -> None:
+    X, y = two_gaussians(400, seed=6)
+    w = np.ones(len(X))
+    w[::10] = -0.5          # NLO-like negative weights: xgboost itself refuses them
+    m = BDT(FAST, "classification").fit(X, y, w, monitor=(X, y, w))
+    assert any("negative weight" in n for n in m.notes_)
+    assert roc_auc_score(y, m.predict(X)) > 0.85
+    # set to zero: the same model as without those events
+    keep = w > 0
+    ref = BDT({**FAST, "subsample": 1.0}, "classification").fit(X[keep], y[keep], w[keep])
+    m1 = BDT({**FAST, "subsample": 1.0}, "classification").fit(X, y, w)
+    np.testing.assert_allclose(m1.predict(X), ref.predict(X), rtol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["squared_error", "absolute_error", "huber"])
+def test_regression_fits_a_parabola(loss: str) -> None:
+    rng = np.random.default_rng(7)
+    X = rng.uniform(-2, 2, (2000, 2))
+    t = X[:, 0] ** 2 + rng.normal(0, 0.1, len(X))
+    Xt = rng.uniform(-1.8, 1.8, (500, 2))
+    params = {**FAST, "n_estimators": 150, "loss": loss, "learning_rate": 0.3}
+    m = BDT(params, "regression").fit(X, t, np.ones(len(X)))
+    pred = m.predict(Xt)
+    assert pred.shape == (500, 1)
+    rms = np.sqrt(np.mean((pred[:, 0] - Xt[:, 0] ** 2) ** 2))
+    assert rms < 0.2 * np.std(t)
+
+
+def test_two_targets() -> None:
+    rng = np.random.default_rng(8)
+    X = rng.uniform(-2, 2, (1000, 2))
+    T = np.c_[X[:, 0] ** 2, 3 * X[:, 1]]
+    m = BDT({**FAST, "n_estimators": 100}, "regression").fit(X, T, np.ones(len(X)))
+    pred = m.predict(X)
+    assert pred.shape == (1000, 2)
+    assert np.all(np.sqrt(np.mean((pred - T) ** 2, axis=0)) < 0.2 * T.std(axis=0))
+
+
+def test_feature_importance_finds_the_informative_feature() -> None:
+    rng = np.random.default_rng(9)
+    X, y = two_gaussians(500, seed=10, d=1)
+    X = np.c_[rng.normal(size=len(X)), X, rng.normal(size=len(X))]
+    m = BDT(FAST, "classification").fit(X, y, np.ones(len(X)))
+    imp = m.feature_importance(3)
+    assert imp.sum() == pytest.approx(1.0) and np.argmax(imp) == 1 and imp[1] > 0.5
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_state_roundtrip(task: str, tmp_path: Path) -> None:
+    X, y = two_gaussians(300, seed=11)
+    Xv, yv = two_gaussians(300, seed=12)
+    params = {**FAST, "early_stopping_rounds": 3, "learning_rate": 0.5, "max_depth": 6}
+    target, vtarget = (y, yv) if task == "classification" else (X[:, :1] ** 2, Xv[:, :1] ** 2)
+    m = BDT(params, task).fit(X, target, np.ones(len(X)),
+                              validation=(Xv, vtarget, np.ones(len(Xv))))
+    m2 = roundtrip(m, params, task, tmp_path)
+    assert m2.best_iteration_ == m.best_iteration_
+    Xq = np.random.default_rng(13).normal(size=(100, 2))
+    np.testing.assert_array_equal(m2.predict(Xq), m.predict(Xq))
+
+
+def test_predict_before_fit_raises() -> None:
+    with pytest.raises(NotFittedError):
+        BDT({}, "classification").predict(np.zeros((3, 2)))

@@ -1,0 +1,184 @@
+"""MLP (torch): separation, reproducibility, history and early stopping, every activation and
+optimizer, weights, regression with point and likelihood losses, and storage without pickle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import log_loss, roc_auc_score
+
+from mva.errors import NotFittedError
+from mva.methods.mlp import MLP, MLPParams
+
+SMALL = {"hidden_layers": [16, 16], "epochs": 15, "early_stopping": False, "batch_size": 128,
+         "learning_rate": 0.01, "device": "cpu", "n_jobs": 1}
+
+
+def two_gaussians(n: int, seed: int, d: int = 2, shift: float = 1.6):
+    rng = np.random.default_rng(seed)
+    X = np.vstack([rng.normal(shift / 2, 1.0, (n, d)), rng.normal(-shift / 2, 1.0, (n, d))])
+    y = np.r_[np.ones(n), np.zeros(n)].astype(np.int8)
+    return X, y
+
+
+def parabola(n: int, seed: int, sigma: float):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-2, 2, (n, 2))
+    return X, X[:, 0] ** 2 + rng.normal(0, sigma, n)
+
+
+def roundtrip(m, params: dict, task: str, tmp_path: Path):
+    meta, arrays, blobs = m.state()
+    np.savez(tmp_path / "a.npz", **arrays)
+    with np.load(tmp_path / "a.npz", allow_pickle=False) as z:
+        arrays2 = {k: z[k] for k in z.files}
+    return type(m).from_state(params, task, (json.loads(json.dumps(meta)), arrays2, blobs))
+
+
+@pytest.fixture(scope="module")
+def gauss():
+    X, y = two_gaussians(600, seed=0)
+    Xt, yt = two_gaussians(600, seed=1)
+    return X, y, Xt, yt
+
+
+def test_separates_two_gaussians(gauss) -> None:
+    X, y, Xt, yt = gauss
+    m = MLP(SMALL, "classification").fit(X, y, np.ones(len(X)))
+    s = m.predict(Xt)
+    assert s.shape == (len(Xt),) and np.all((s > 0) & (s < 1))
+    assert roc_auc_score(yt, s) > 0.85
+    assert m.predict_with_sigma(Xt)[1] is None
+
+
+def test_same_seed_same_model_other_seed_other_model(gauss) -> None:
+    X, y, Xt, _ = gauss
+    params = {**SMALL, "epochs": 3, "dropout": 0.2}
+    a = MLP(params, "classification", seed=5).fit(X, y, np.ones(len(X))).predict(Xt)
+    b = MLP(params, "classification", seed=5).fit(X, y, np.ones(len(X))).predict(Xt)
+    c = MLP(params, "classification", seed=6).fit(X, y, np.ones(len(X))).predict(Xt)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-4
+
+
+def test_history_and_early_stopping_restore_the_best_epoch() -> None:
+    # few events, a wide net and a large step: the validation loss soon rises again
+    X, y = two_gaussians(100, seed=2, shift=0.8)
+    Xv, yv = two_gaussians(300, seed=3, shift=0.8)
+    params = {**SMALL, "hidden_layers": [128, 128], "epochs": 300, "early_stopping": True,
+              "patience": 5, "learning_rate": 0.03, "batch_size": 32}
+    m = MLP(params, "classification").fit(X, y, np.ones(len(X)),
+                                          validation=(Xv, yv, np.ones(len(Xv))))
+    assert m.wants_validation() == MLPParams().validation_fraction
+    h = m.history_
+    assert set(h) == {"train", "validation"} and len(h["train"]) == len(h["validation"])
+    assert len(h["train"]) < 300
+    assert any("early stopping" in n for n in m.notes_)
+    best = int(np.argmin(h["validation"]))
+    assert len(h["validation"]) == best + 1 + 5
+    # the kept network is the best epoch's: its validation log-loss is the recorded minimum
+    assert log_loss(yv, m.predict(Xv)) == pytest.approx(min(h["validation"]), rel=1e-4)
+
+
+def test_monitor_is_recorded_but_does_not_stop(gauss) -> None:
+    X, y, Xt, yt = gauss
+    params = {**SMALL, "epochs": 6, "early_stopping": True, "patience": 1}
+    m = MLP(params, "classification").fit(X, y, np.ones(len(X)), monitor=(Xt, yt, np.ones(len(Xt))))
+    assert set(m.history_) == {"train", "test"}
+    assert len(m.history_["train"]) == len(m.history_["test"]) == 6
+    assert m.history_["test"][-1] == pytest.approx(log_loss(yt, m.predict(Xt)), rel=1e-4)
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "leaky_relu", "elu"])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "momentum"])
+def test_every_activation_and_optimizer_trains(gauss, activation: str, optimizer: str) -> None:
+    X, y, Xt, yt = gauss
+    lr = 0.01 if optimizer == "adam" else 0.1
+    params = {**SMALL, "epochs": 8, "activation": activation, "optimizer": optimizer,
+              "learning_rate": lr, "lr_decay": 0.95, "l2": 1e-4}
+    m = MLP(params, "classification").fit(X, y, np.ones(len(X)))
+    assert m.history_["train"][-1] < m.history_["train"][0]
+    assert roc_auc_score(yt, m.predict(Xt)) > 0.85
+
+
+def test_weights_move_the_score_the_expected_way(gauss) -> None:
+    X, y, Xt, _ = gauss
+    params = {**SMALL, "epochs": 10}
+    base = MLP(params, "classification").fit(X, y, np.ones(len(X))).predict(Xt)
+    heavy = MLP(params, "classification").fit(X, y, np.where(y == 1, 4.0, 1.0)).predict(Xt)
+    # 4x heavier signal: the odds rise about 4-fold everywhere, never fall
+    assert np.mean(heavy > base) > 0.95
+    odds = np.log(heavy / (1 - heavy)) - np.log(base / (1 - base))
+    assert 0.7 < np.median(odds) < 2.1          # log(4) = 1.39
+    # an overall factor on the weights changes nothing (the loss is normalised by their sum)
+    scaled = MLP(params, "classification").fit(X, y, 3.0 * np.ones(len(X))).predict(Xt)
+    np.testing.assert_allclose(scaled, base, atol=1e-5)
+
+
+@pytest.mark.parametrize("loss", [None, "absolute_error", "huber", "gaussian",
+                                  "double_crystal_ball"])
+def test_regression_fits_a_parabola(loss: str | None) -> None:
+    X, t = parabola(2000, seed=4, sigma=0.1)
+    Xt, _ = parabola(500, seed=5, sigma=0.1)
+    params = {**SMALL, "epochs": 40, "loss": loss, "batch_size": 64}
+    m = MLP(params, "regression").fit(X, t, np.ones(len(X)))
+    pred, sigma = m.predict_with_sigma(Xt)
+    assert pred.shape == (500, 1)
+    rms = np.sqrt(np.mean((pred[:, 0] - Xt[:, 0] ** 2) ** 2))
+    assert rms < 0.2 * np.std(t)
+    assert (sigma is None) == (loss not in ("gaussian", "double_crystal_ball"))
+
+
+def test_gaussian_loss_predicts_the_noise_width() -> None:
+    # the target is in units far from 1 (standardised inside): the width comes back in them
+    X, t = parabola(3000, seed=6, sigma=0.5)
+    X[:, 1] = 0.0
+    scale = 100.0
+    params = {**SMALL, "epochs": 40, "loss": "gaussian", "batch_size": 64}
+    m = MLP(params, "regression").fit(X, scale * t, np.ones(len(X)))
+    Xt, _ = parabola(400, seed=7, sigma=0.5)
+    pred, sigma = m.predict_with_sigma(Xt)
+    assert sigma.shape == (400, 1) and np.all(sigma > 0)
+    assert np.median(sigma) == pytest.approx(0.5 * scale, rel=0.2)
+    assert np.sqrt(np.mean((pred[:, 0] - scale * Xt[:, 0] ** 2) ** 2)) < 0.3 * scale
+
+
+def test_two_targets_with_gaussian_widths() -> None:
+    X, t = parabola(2000, seed=8, sigma=0.1)
+    T = np.c_[t, 2 * X[:, 1] + np.random.default_rng(9).normal(0, 0.4, len(X))]
+    m = MLP({**SMALL, "epochs": 30, "loss": "gaussian"}, "regression").fit(X, T, np.ones(len(X)))
+    pred, sigma = m.predict_with_sigma(X)
+    assert pred.shape == sigma.shape == (2000, 2)
+    # each target gets its own width: the second is the noisier one
+    assert np.median(sigma[:, 1]) > 2 * np.median(sigma[:, 0])
+
+
+def test_check_task_rejects_mismatched_losses() -> None:
+    with pytest.raises(ValueError, match="regression"):
+        MLP.check_task("classification", MLPParams(loss="gaussian"))
+    with pytest.raises(ValueError, match="classification"):
+        MLP.check_task("regression", MLPParams(loss="binary_crossentropy"))
+    MLP.check_task("regression", MLPParams(loss="huber"))
+
+
+@pytest.mark.parametrize(("task", "loss"), [("classification", None), ("regression", "gaussian"),
+                                            ("regression", "double_crystal_ball")])
+def test_state_roundtrip(task: str, loss: str | None, tmp_path: Path) -> None:
+    X, y = two_gaussians(200, seed=10)
+    target = y if task == "classification" else np.c_[X[:, 0] ** 2, X[:, 1]]
+    params = {**SMALL, "epochs": 2, "loss": loss, "dropout": 0.1, "activation": "elu"}
+    m = MLP(params, task).fit(X, target, np.ones(len(X)))
+    m2 = roundtrip(m, params, task, tmp_path)
+    Xq = np.random.default_rng(11).normal(size=(100, 2))
+    a, b = m.predict_with_sigma(Xq), m2.predict_with_sigma(Xq)
+    np.testing.assert_array_equal(a[0], b[0])
+    if a[1] is not None:
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_predict_before_fit_raises() -> None:
+    with pytest.raises(NotFittedError):
+        MLP({}, "classification").predict(np.zeros((3, 2)))

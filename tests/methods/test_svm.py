@@ -1,0 +1,153 @@
+"""SVM: the numpy decision function equals scikit-learn's for every kernel (positive = signal),
+the training subset limit, weights, regression, and storage without pickle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+from sklearn.metrics.pairwise import linear_kernel, polynomial_kernel, rbf_kernel
+from sklearn.svm import SVC, SVR
+
+from mva.errors import NotFittedError
+from mva.methods.svm import SVM, kernel_matrix
+
+
+def two_gaussians(n: int, seed: int, d: int = 2, shift: float = 1.6):
+    rng = np.random.default_rng(seed)
+    X = np.vstack([rng.normal(shift / 2, 1.0, (n, d)), rng.normal(-shift / 2, 1.0, (n, d))])
+    y = np.r_[np.ones(n), np.zeros(n)].astype(np.int8)
+    return X, y
+
+
+def roundtrip(m, params: dict, task: str, tmp_path: Path):
+    meta, arrays, blobs = m.state()
+    np.savez(tmp_path / "a.npz", **arrays)
+    with np.load(tmp_path / "a.npz", allow_pickle=False) as z:
+        arrays2 = {k: z[k] for k in z.files}
+    return type(m).from_state(params, task, (json.loads(json.dumps(meta)), arrays2, blobs))
+
+
+def test_kernel_matrix_matches_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    A, B = rng.normal(size=(20, 3)), rng.normal(size=(15, 3))
+    np.testing.assert_allclose(kernel_matrix(A, B, "rbf", 0.3, 3, 0.0), rbf_kernel(A, B, gamma=0.3),
+                               rtol=1e-12)
+    np.testing.assert_allclose(kernel_matrix(A, B, "poly", 0.5, 2, 1.5),
+                               polynomial_kernel(A, B, degree=2, gamma=0.5, coef0=1.5), rtol=1e-12)
+    np.testing.assert_allclose(kernel_matrix(A, B, "linear", 1.0, 3, 0.0), linear_kernel(A, B),
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"kernel": "rbf"},
+        {"kernel": "rbf", "gamma": "auto", "C": 3.0},
+        {"kernel": "poly", "degree": 3, "coef0": 1.0, "gamma": 0.4},
+        {"kernel": "poly", "degree": 2, "coef0": 1.0},
+        {"kernel": "linear", "C": 0.5},
+    ],
+)
+def test_decision_function_equals_sklearn_svc(params: dict) -> None:
+    X, y = two_gaussians(150, seed=1)
+    Xq = np.random.default_rng(2).normal(size=(80, 2)) * 1.5
+    m = SVM(params, "classification").fit(X, y, np.ones(len(X)))
+    ref = SVC(**params).fit(X, y)
+    np.testing.assert_allclose(m.predict(Xq), ref.decision_function(Xq), rtol=1e-7, atol=1e-9)
+    # positive = signal: signal events score higher, and separate well
+    s = m.predict(X)
+    assert s[y == 1].mean() > 0 > s[y == 0].mean()
+    assert roc_auc_score(y, s) > 0.85
+
+
+def test_weighted_fit_equals_sklearn_and_honours_weights() -> None:
+    X, y = two_gaussians(150, seed=3)
+    w = np.random.default_rng(4).uniform(0.2, 3.0, len(X))
+    Xq = np.random.default_rng(5).normal(size=(60, 2))
+    # a tight tolerance, so that round-off in the weights cannot move the solver's end point
+    m = SVM({"tol": 1e-10}, "classification").fit(X, y, w)
+    # an overall factor on the weights does not change the model: only relative weights count
+    ref = SVC(tol=1e-10).fit(X, y, sample_weight=w / w.mean())
+    np.testing.assert_allclose(m.predict(Xq), ref.decision_function(Xq), rtol=1e-6, atol=1e-8)
+    m10 = SVM({"tol": 1e-10}, "classification").fit(X, y, 10 * w)
+    np.testing.assert_allclose(m10.predict(Xq), m.predict(Xq), rtol=1e-6, atol=1e-8)
+    # heavier signal pushes the boundary into the background: more events scored positive
+    heavy = SVM({}, "classification").fit(X, y, np.where(y == 1, 5.0, 1.0))
+    base = SVM({}, "classification").fit(X, y, np.ones(len(X)))
+    assert (heavy.predict(Xq) > 0).sum() > (base.predict(Xq) > 0).sum()
+    assert heavy.predict(Xq).mean() > base.predict(Xq).mean()
+
+
+def test_max_train_events_limits_training_but_scores_all() -> None:
+    X, y = two_gaussians(400, seed=6)
+    m = SVM({"max_train_events": 100}, "classification", seed=3).fit(X, y, np.ones(len(X)))
+    assert m.n_train_ == 100
+    assert any("max_train_events" in n and "100 of 800" in n for n in m.notes_)
+    # every support vector is one of the training events
+    assert all(np.any(np.all(X == sv, axis=1)) for sv in m.sv_)
+    assert m.predict(X).shape == (800,)
+    assert roc_auc_score(y, m.predict(X)) > 0.85
+    # the subset is seeded: the same seed gives the same model, another seed another one
+    again = SVM({"max_train_events": 100}, "classification", seed=3).fit(X, y, np.ones(len(X)))
+    np.testing.assert_array_equal(again.predict(X), m.predict(X))
+    other = SVM({"max_train_events": 100}, "classification", seed=4).fit(X, y, np.ones(len(X)))
+    assert not np.allclose(other.predict(X), m.predict(X))
+    # below the limit nothing is dropped and nothing is noted
+    full = SVM({}, "classification").fit(X, y, np.ones(len(X)))
+    assert full.n_train_ == 800 and not full.notes_
+
+
+def test_block_size_does_not_change_scores() -> None:
+    X, y = two_gaussians(100, seed=7)
+    Xq = np.random.default_rng(8).normal(size=(101, 2))
+    a = SVM({"block_size": 7}, "classification").fit(X, y, np.ones(len(X))).predict(Xq)
+    b = SVM({}, "classification").fit(X, y, np.ones(len(X))).predict(Xq)
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_regression_fits_a_parabola() -> None:
+    rng = np.random.default_rng(9)
+    X = rng.uniform(-2, 2, (800, 2))
+    t = X[:, 0] ** 2 + rng.normal(0, 0.1, len(X))
+    Xt = rng.uniform(-1.8, 1.8, (300, 2))
+    m = SVM({"C": 10.0}, "regression").fit(X, t, np.ones(len(X)))
+    pred = m.predict(Xt)
+    assert pred.shape == (300, 1)
+    rms = np.sqrt(np.mean((pred[:, 0] - Xt[:, 0] ** 2) ** 2))
+    assert rms < 0.2 * np.std(t)
+
+
+def test_regression_each_target_equals_sklearn_svr_on_the_standardised_target() -> None:
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(200, 2))
+    T = np.c_[3 * X[:, 0] + 10 + rng.normal(0, 0.5, 200), 0.01 * np.sin(X[:, 1])]
+    Xq = rng.normal(size=(40, 2))
+    m = SVM({"kernel": "rbf", "epsilon": 0.05, "tol": 1e-10}, "regression").fit(X, T, np.ones(200))
+    pred = m.predict(Xq)
+    assert pred.shape == (40, 2)
+    for j in range(2):
+        mu, sd = T[:, j].mean(), T[:, j].std()
+        ref = SVR(epsilon=0.05, tol=1e-10).fit(X, (T[:, j] - mu) / sd)
+        np.testing.assert_allclose(pred[:, j], ref.predict(Xq) * sd + mu, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize(("task", "kernel"), [("classification", "rbf"),
+                                              ("classification", "poly"),
+                                              ("regression", "linear")])
+def test_state_roundtrip(task: str, kernel: str, tmp_path: Path) -> None:
+    X, y = two_gaussians(100, seed=11)
+    target = y if task == "classification" else np.c_[X[:, 0], X[:, 1] ** 2]
+    params = {"kernel": kernel}
+    m = SVM(params, task).fit(X, target, np.ones(len(X)))
+    m2 = roundtrip(m, params, task, tmp_path)
+    Xq = np.random.default_rng(12).normal(size=(50, 2))
+    np.testing.assert_array_equal(m2.predict(Xq), m.predict(Xq))
+
+
+def test_predict_before_fit_raises() -> None:
+    with pytest.raises(NotFittedError):
+        SVM({}, "classification").predict(np.zeros((3, 2)))
