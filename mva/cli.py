@@ -50,7 +50,7 @@ class _Group(click.Group):
         except MvaError as exc:
             if _STATE["debug"]:
                 raise
-            click.echo(f"mva: error: {exc}", err=True)
+            click.echo(f"mva: error: {_one_line(str(exc))}", err=True)
             sys.exit(2)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
@@ -68,6 +68,11 @@ class _Group(click.Group):
             click.echo(f"mva: error: {type(exc).__name__}: {msg} (rerun with --debug for "
                        "the traceback)", err=True)
             sys.exit(1)
+
+
+def _one_line(text: str) -> str:
+    """Errors are one line (grep-able batch logs), even when a library's message has several."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -17,7 +17,7 @@ from mva.config import Config
 from mva.evaluation import classification as cm
 from mva.evaluation import regression as rm
 from mva.io.events import Events, load_events
-from mva.io.writers import atomic_directory, write_trees
+from mva.io.writers import Categorical, atomic_directory, write_trees
 from mva.methods import method_class
 from mva.preprocessing import Pipeline
 from mva.provenance import provenance
@@ -194,7 +194,8 @@ def _trees(run: RunResult) -> dict[str, dict[str, np.ndarray]]:
         cols: dict[str, np.ndarray] = {}
         if part.labels is not None:
             cols["classID"] = np.where(part.labels == 1, 0, 1).astype(np.int32)
-            cols["className"] = np.where(part.labels == 1, "Signal", "Background")
+            cols["className"] = Categorical((part.labels == 0).astype(np.int64),
+                                            ["Signal", "Background"])
         cols["weight"] = part.weights
         for j, name in enumerate(feat):
             cols[name] = part.features[:, j]

@@ -32,7 +32,6 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.font_manager import FontProperties  # noqa: E402
-from matplotlib.layout_engine import ConstrainedLayoutEngine  # noqa: E402
 
 from mva.evaluation.regression import binned_profile, sigma_eff, weighted_median  # noqa: E402
 
@@ -101,16 +100,13 @@ def save(fig: Figure, stem: str | Path, formats: Formats = DEFAULT_FORMATS) -> l
     if unknown:
         raise ValueError(f"unsupported plot format(s) {unknown}; choose from {sorted(supported)}")
     stem.parent.mkdir(parents=True, exist_ok=True)
-    # a constrained layout already fits everything in; a tight box would cost another draw
-    constrained = isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
-    bbox = None if constrained else "tight"
     paths = []
     for fmt in fmts:
         # not with_suffix: a stem such as "roc_v1.2" must keep its dot
         path = stem.with_name(f"{stem.name}.{fmt}")
         # no creation date in PDFs, so that re-running a configuration reproduces the file
         metadata = {"CreationDate": None} if fmt == "pdf" else None
-        fig.savefig(path, format=fmt, bbox_inches=bbox, metadata=metadata)
+        fig.savefig(path, format=fmt, bbox_inches="tight", metadata=metadata)
         paths.append(path)
     logger.debug("wrote %s", ", ".join(str(p) for p in paths))
     return paths
@@ -159,7 +155,9 @@ def _legend(ax: Axes, **kwargs: Any) -> None:
         ax.legend(**kwargs)
 
 
-def _legend_above(ax: Axes, handles: list[Any] | None = None, ncols: int = 2, **kwargs: Any) -> None:
+def _legend_above(
+    ax: Axes, handles: list[Any] | None = None, ncols: int = 2, **kwargs: Any
+) -> None:
     """Legend in a box above the axes, for plots where no region is guaranteed free of data."""
     if handles is None:
         handles, labels = ax.get_legend_handles_labels()
@@ -662,7 +660,9 @@ def plot_cut_efficiencies(
         if arr.size != cut.size:
             raise ValueError(f"{key} has length {arr.size}, expected {cut.size}")
     idx = _thin(cut, eff_sig, eff_bkg, purity, signif)
-    cut, eff_sig, eff_bkg, purity, signif = (a[idx] for a in (cut, eff_sig, eff_bkg, purity, signif))
+    cut, eff_sig, eff_bkg, purity, signif = (
+        a[idx] for a in (cut, eff_sig, eff_bkg, purity, signif)
+    )
 
     with _figure() as (fig, ax):
         lines = [
@@ -854,7 +854,7 @@ def plot_ratio(
         lo, hi = min(los), max(his)
     else:
         pooled = np.concatenate([e[1] for e in entries])
-        lo, hi = (float(np.min(pooled)) - 0.5, float(np.max(pooled)) + 0.5) if pooled.size else (0.0, 2.0)
+        lo, hi = (float(pooled.min()) - 0.5, float(pooled.max()) + 0.5) if pooled.size else (0, 2)
     edges = np.linspace(lo, hi, int(bins) + 1)
     top = 0.0
     with _figure() as (fig, ax):
@@ -962,7 +962,8 @@ def plot_pulls(
     with _figure() as (fig, ax):
         ax.errorbar(0.5 * (edges[:-1] + edges[1:]), hist[0], yerr=hist[1], fmt="o", ms=6,
                     color="#000000",
-                    label=fr"{name or 'pulls'}: mean {mean:.2f}, $\sigma_\mathrm{{eff}}$ {spread:.2f}")
+                    label=fr"{name or 'pulls'}: mean {mean:.2f}, "
+                    fr"$\sigma_\mathrm{{eff}}$ {spread:.2f}")
         ax.plot(xs, gauss, lw=2.5, color=BACKGROUND, label="unit Gaussian")
         ax.set_xlim(-limit, limit)
         _headroom(ax, max(float(np.max(hist[0] + hist[1])), float(gauss.max())), 2)

@@ -62,6 +62,15 @@ def _parse(expr: str) -> ast.Expression:
             raise ExpressionError(
                 f"expression {expr!r}: {type(node).__name__} is not allowed"
             )
+        if isinstance(node, ast.Compare) and any(
+            isinstance(x, ast.BinOp) and isinstance(x.op, ast.BitAnd | ast.BitOr)
+            for x in (node.left, *node.comparators)
+        ):
+            # in Python `a > 1 & b < 2` is `a > (1 & b) < 2`; in C/ROOT it is `(a > 1) & (b < 2)`
+            raise ExpressionError(
+                f"expression {expr!r}: '&' and '|' bind tighter than comparisons; write "
+                "'&&' and '||' (or put each comparison in parentheses)"
+            )
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
                 name = getattr(node.func, "id", ast.unparse(node.func))

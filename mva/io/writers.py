@@ -11,14 +11,14 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from mva.errors import InputError
 from mva.io.readers import file_format
 
-__all__ = ["atomic_path", "atomic_directory", "TableWriter", "write_trees"]
+__all__ = ["atomic_path", "atomic_directory", "Categorical", "TableWriter", "write_trees"]
 
 
 @contextlib.contextmanager
@@ -84,14 +84,14 @@ class TableWriter:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            table = pa.table({k: np.asarray(v) for k, v in columns.items()})
+            table = pa.table({k: _plain(v) for k, v in columns.items()})
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(self.tmp, table.schema)
             self._parquet.write_table(table)
         else:
             import pandas as pd
 
-            pd.DataFrame({k: np.asarray(v) for k, v in columns.items()}).to_csv(
+            pd.DataFrame({k: _plain(v) for k, v in columns.items()}).to_csv(
                 self.tmp, mode="w" if self._csv_header else "a", header=self._csv_header,
                 index=False,
             )
@@ -107,7 +107,22 @@ class TableWriter:
             self._ctx.__exit__(exc_type, exc, tb)
 
 
-def _root_type(v: np.ndarray) -> Any:
+class Categorical(NamedTuple):
+    """A string column given as integer codes into a few categories (e.g. className)."""
+
+    codes: np.ndarray
+    categories: list[str]
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def to_numpy(self) -> np.ndarray:
+        return np.asarray(self.categories)[self.codes]
+
+
+def _root_type(v: Any) -> Any:
+    if isinstance(v, Categorical):
+        return "string"
     v = np.asarray(v)
     if v.dtype.kind in "US":
         return "string"
@@ -116,13 +131,41 @@ def _root_type(v: np.ndarray) -> Any:
     return v.dtype
 
 
-def _root_value(v: np.ndarray) -> Any:
+def _root_value(v: Any) -> Any:
+    if isinstance(v, Categorical):
+        return string_array(v)
     v = np.asarray(v)
     if v.dtype.kind in "US":
-        import awkward as ak
-
-        return ak.Array(v.astype(str).tolist())
+        uniq, inv = np.unique(v.astype(str), return_inverse=True)
+        return string_array(Categorical(inv, list(uniq)))
     return v
+
+
+def string_array(column: Categorical) -> Any:
+    """Categorical strings as an awkward string array, vectorised (a Python list of a million
+    strings takes seconds; this takes milliseconds)."""
+    import awkward as ak
+
+    uniq, inv = column.categories, np.asarray(column.codes)
+    encoded = [u.encode() for u in uniq]
+    lengths = np.array([len(e) for e in encoded], dtype=np.int64)
+    padded = np.zeros((len(uniq), max(lengths.max(initial=0), 1)), dtype=np.uint8)
+    for i, e in enumerate(encoded):
+        padded[i, :len(e)] = np.frombuffer(e, dtype=np.uint8)
+    per_event = lengths[inv]
+    offsets = np.concatenate([[0], np.cumsum(per_event)])
+    rows = padded[inv]
+    content = rows[np.arange(rows.shape[1])[None, :] < per_event[:, None]]
+    layout = ak.contents.ListOffsetArray(
+        ak.index.Index64(offsets),
+        ak.contents.NumpyArray(content, parameters={"__array__": "char"}),
+        parameters={"__array__": "string"},
+    )
+    return ak.Array(layout)
+
+
+def _plain(v: Any) -> np.ndarray:
+    return v.to_numpy() if isinstance(v, Categorical) else np.asarray(v)
 
 
 def write_trees(path: str | Path, trees: Mapping[str, Mapping[str, np.ndarray]],

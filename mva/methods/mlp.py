@@ -195,7 +195,7 @@ class MLP(Method):
                 with torch.no_grad():
                     vloss = float(self._batched_loss(net, loss_fn, *ev))
                 history[extra_name].append(vloss)
-                if validation is not None:
+                if validation is not None and p.early_stopping:
                     if vloss < best - 1e-7:
                         best, bad_epochs = vloss, 0
                         best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}

@@ -75,6 +75,17 @@ def test_not_binds_like_root(cols: dict) -> None:
     np.testing.assert_array_equal(got, x != 0)
 
 
+def test_single_ampersand_between_comparisons_is_refused(cols: dict) -> None:
+    # Python would read `a > 0 & b < 1` as `a > (0 & b) < 1`, silently unlike ROOT
+    for expr in ("a > 0 & b < 1", "a > 0 | b < 1"):
+        with pytest.raises(ExpressionError, match="&&"):
+            evaluate(expr, cols)
+    # parenthesised, `&` and `|` are the logical and/or of numpy
+    np.testing.assert_array_equal(evaluate("(a > 0) & (b < 1)", cols),
+                                  (cols["a"] > 0) & (cols["b"] < 1))
+    np.testing.assert_array_equal(evaluate("(a > 0) | f", cols), (cols["a"] > 0) | cols["f"])
+
+
 def test_unsigned_and_bool_arithmetic_as_in_root(cols: dict) -> None:
     # uint32 counters must not wrap around: nMuon - 2 < 0 for events with fewer than 2 muons
     n = cols["n"]

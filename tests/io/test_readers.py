@@ -160,7 +160,8 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_missing_tree_lists_the_trees() -> None:
-    with pytest.raises(InputError, match=r"nano_dimuon\.root: no tree 'Evnts' \(trees: Events, Runs\)"):
+    msg = r"nano_dimuon\.root: no tree 'Evnts' \(trees: Events, Runs\)"
+    with pytest.raises(InputError, match=msg):
         read_sample([NANO], "Evnts", features=["nMuon"])
     with pytest.raises(InputError, match=r"give the tree.*Events, Runs"):
         read_sample([NANO], None, features=["nMuon"])

@@ -11,6 +11,7 @@ from scipy import integrate, stats
 from sklearn.metrics import mean_absolute_error, mean_squared_error
 
 from mva.methods.losses import (
+    dcb_sigma_eff,
     DCB_RANGES,
     LOSSES,
     SIGMA_FLOOR,
@@ -329,7 +330,10 @@ def test_registry_predictions():
     raw6 = torch.tensor([[1.02, 0.3, 0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
     pred, width = LOSSES["double_crystal_ball"].predict(raw6)
     assert pred.item() == pytest.approx(1.02)
-    assert width.item() == pytest.approx(SIGMA_FLOOR + math.log1p(math.exp(0.3)))
+    # the DCB width is the effective resolution: sigma times the tails' sigma_eff factor
+    p6 = dcb_params(raw6)
+    factor = dcb_sigma_eff(p6["alpha_l"], p6["n_l"], p6["alpha_r"], p6["n_r"])
+    assert width.item() == pytest.approx((SIGMA_FLOOR + math.log1p(math.exp(0.3))) * factor.item())
     pred, width = LOSSES["gaussian"].predict(raw6[:, :2])
     assert pred.item() == pytest.approx(1.02)
     assert width.item() == pytest.approx(SIGMA_FLOOR + math.log1p(math.exp(0.3)))
@@ -342,3 +346,39 @@ def test_registry_predictions():
     expected = -dcb_log_pdf(target, **p).mean()
     loss = LOSSES["double_crystal_ball"].loss(raw6, target, None)
     assert loss.item() == pytest.approx(expected.item())
+
+
+@pytest.mark.parametrize("pars", [(5.0, 10.0, 5.0, 10.0), (1.0, 2.0, 2.0, 5.0), (0.8, 3.0, 1.5, 1.8)])
+def test_dcb_sigma_eff_matches_numerical_smallest_interval(pars):
+    a = [torch.tensor([p], dtype=torch.float64) for p in pars]
+    got = float(dcb_sigma_eff(*a))
+    x = torch.linspace(-60, 60, 600_001, dtype=torch.float64)
+    zero, one = torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
+    p = torch.exp(dcb_log_pdf(x, zero, one, *a)).numpy()
+    xx = x.numpy()
+    dx = xx[1] - xx[0]
+    # smallest region with 68.3 %: highest-density points first (the pdf is unimodal)
+    order = np.argsort(-p)
+    k = np.searchsorted(np.cumsum(p[order]) * dx, 0.683)
+    sel = order[: k + 1]
+    assert got == pytest.approx((xx[sel].max() - xx[sel].min()) / 2, abs=2e-3)
+
+
+def test_dcb_prediction_width_gives_unit_pull_sigma_eff():
+    from mva.evaluation.regression import sigma_eff
+    from mva.methods.losses import dcb_predict
+
+    rng = np.random.default_rng(3)
+    # an asymmetric DCB with a left tail inside one sigma: sample it by inverse CDF on a grid
+    raw = torch.tensor([[0.0, math.log(math.e - 1), -3.0, -1.0, 0.5, 0.0]], dtype=torch.float64)
+    p = dcb_params(raw)
+    x = torch.linspace(-80, 30, 400_001, dtype=torch.float64)
+    pdf = torch.exp(dcb_log_pdf(x, p["mu"], p["sigma"], p["alpha_l"], p["n_l"], p["alpha_r"],
+                                 p["n_r"])).numpy()
+    cdf = np.cumsum(pdf)
+    cdf /= cdf[-1]
+    sample = np.interp(rng.random(200_000), cdf, x.numpy())
+    mu, width = dcb_predict(raw)
+    pulls = (sample - float(mu[0])) / float(width[0])
+    assert sigma_eff(pulls) == pytest.approx(1.0, abs=0.02)
+    assert float(width[0]) > float(p["sigma"][0]) * 1.05  # the tail widens it beyond sigma
