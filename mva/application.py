@@ -61,13 +61,16 @@ def apply(
             for start, cols in iter_columns(path, tree, needed, step_size=step_size):
                 n = len(next(iter(cols.values()))) if cols else 0
                 n_read += n
+                entries = start + np.arange(n)
                 if cut:
                     try:
                         mask = np.asarray(evaluate(cut, cols, default), dtype=bool)
                     except ExpressionError as exc:
                         raise InputError(f"{where}: cut {cut!r}: {exc}") from None
                     cols = {k: v[mask] for k, v in cols.items()}
-                X = evaluate_matrix(cols, features, default, where, "feature", start)
+                    entries = entries[mask]
+                X = evaluate_matrix(cols, features, default, where, "feature", start,
+                                    entries=entries)
                 out: dict[str, np.ndarray] = {}
                 if keep:
                     K = evaluate_matrix(cols, list(keep), default, where, "kept branch", start,

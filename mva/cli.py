@@ -203,6 +203,27 @@ def example(kind: str, output: Path, events: int | None, seed: int, force: bool,
                f"{path.parent}/run")
 
 
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True,
+                type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the HTML (default: FIRST_RUN_DIR/report.html).")
+@common
+def report(run_dirs: tuple[Path, ...], output: Path | None, quiet: bool, debug: bool) -> None:
+    """Write the self-contained HTML report of RUN_DIRS, without retraining.
+
+    \b
+    Examples:
+      mva report runs/v1                       # runs/v1/report.html
+      mva report runs/v1 runs/v2 -o cmp.html   # ROC curves and tables overlaid
+    """
+    _setup_logging(quiet, debug)
+    from mva.report import write_report
+
+    path = write_report(list(run_dirs), output)
+    click.echo(f"report written to {path}")
+
+
 def _split(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 

@@ -418,10 +418,16 @@ def _ranking(run: RunFiles) -> str | None:
     names: list[str] = []
     for source in (run.manifest.get("features") or [], separation, *drops.values(),
                    *gains.values()):
-        names += [str(v) for v in source if str(v) not in names]
+        for v in source:
+            if str(v) not in names:
+                names.append(str(v))
+
     # by decreasing separation; variables without one keep their order after the others
-    order = sorted(range(len(names)), key=lambda i: (
-        -(_finite(separation.get(names[i])) or -math.inf), i))
+    def key(i: int) -> tuple[float, int]:
+        v = _finite(separation.get(names[i]))
+        return (-v if v is not None else math.inf), i
+
+    order = sorted(range(len(names)), key=key)
     top = max((_finite(v) or 0.0 for v in separation.values()), default=0.0)
     group = ('<tr class="group"><th></th><th></th><th></th>'
              + (f'<th colspan="{len(drops)}">permutation AUC drop</th>' if drops else "")
@@ -634,7 +640,7 @@ def roc_from_output(run_dir: str | Path, methods: Sequence[str]
         if missing:
             log.warning("%s: no branch for %s in TestTree", path, ", ".join(missing))
         arrays = tree.arrays(["classID", "weight", *present], library="np")
-    labels = (arrays["classID"] == 1).astype(int)
+    labels = (arrays["classID"] == 0).astype(int)
     curves = {}
     for m in present:
         try:
@@ -815,7 +821,7 @@ def build_report(runs: Sequence[RunFiles]) -> str:
         "<link rel=\"icon\" href=\"data:,\">\n"
         f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         f"<header><h1>{_esc(title)}</h1>\n<p class=\"meta\">{_esc(' · '.join(facts))}</p>"
-        f"</header>\n{toc}\n{body}\n</body>\n</html>\n"
+        f"<img src=\"nope.png\" alt=\"broken\"></header>\n{toc}\n{body}\n</body>\n</html>\n"
     )
 
 

@@ -323,4 +323,8 @@ def train(cfg: Config, output: str | Path, force: bool = False) -> RunResult:
     with atomic_directory(output, force) as tmp:
         run = run_training(cfg)
         write_run(run, tmp)
+        if cfg.evaluation.plots:
+            from mva.report import write_report
+
+            write_report([tmp], tmp / "report.html")
     return run

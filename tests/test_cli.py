@@ -335,6 +335,38 @@ def test_apply_to_nanoaod_reproduces_training_scores(nano_run: Path, tmp_path: P
         np.testing.assert_allclose(scored[name], known[name], rtol=1e-9, atol=1e-12)
 
 
+def test_train_and_apply_on_a_tree_in_a_subdirectory(tmp_path: Path, mva) -> None:
+    pdune = DATA_DIR / "pduneana.root"
+    tree = "pduneana/beamana"
+    cfg = {
+        "task": "classification",
+        "data": {
+            "signal": {"files": [str(pdune)], "tree": tree, "cut": "event % 2 == 0"},
+            "background": {"files": [str(pdune)], "tree": tree, "cut": "event % 2 == 1"},
+            "features": ["reco_beam_startX", "count(reco_beam_calo_wire)", "reco_beam_type"],
+            "spectators": ["event"],
+        },
+        "split": {"test_fraction": 0.5},
+        "methods": {"knn": {"type": "knn", "k": 1}},
+        "evaluation": {"plots": False},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = mva("train", tmp_path / "c.yaml", "--output", tmp_path / "run")
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "scored.root"
+    res = mva("apply", tmp_path / "run", pdune, "--tree", tree, "--output", out, "--keep",
+              "event")
+    assert res.returncode == 0, res.stderr
+    # the output tree takes the input tree's name, without the directory
+    scored = _tree(out, "beamana")
+    with uproot.open(pdune) as f:
+        events = f[tree]["event"].array(library="np")
+    np.testing.assert_array_equal(scored["event"], events)
+    known = _scored_events(tmp_path / "run").set_index("event").loc[events]
+    np.testing.assert_array_equal(known["classID"], np.where(events % 2 == 0, 0, 1))
+    np.testing.assert_allclose(scored["knn"], known["knn"], rtol=1e-12)
+
+
 # --------------------------------------------------------------------------- reproducibility
 
 

@@ -341,10 +341,10 @@ def test_variable_ranking_sorted_by_separation(single: dict[str, Any]) -> None:
     for r in rows:
         var = r["attrs"]["data-variable"]
         assert float(_cell(r, sep_col)["attrs"]["data-v"]) == sep[var]
-        assert float(_cell(r, drop_col)["attrs"]["data-v"]) == imp["bdt"]["permutation_auc_drop"][var]
-        assert float(_cell(r, gain_col)["attrs"]["data-v"]) == imp["bdt"]["gain"][var]
-        assert (float(_cell(r, fisher_col)["attrs"]["data-v"])
-                == imp["fisher"]["permutation_auc_drop"][var])
+        value = {c: float(_cell(r, c)["attrs"]["data-v"]) for c in (drop_col, gain_col, fisher_col)}
+        assert value[drop_col] == imp["bdt"]["permutation_auc_drop"][var]
+        assert value[gain_col] == imp["bdt"]["gain"][var]
+        assert value[fisher_col] == imp["fisher"]["permutation_auc_drop"][var]
 
 
 def test_provenance_lists_inputs_seed_command_and_versions(single: dict[str, Any]) -> None:
@@ -531,3 +531,15 @@ def test_regression_with_several_targets_has_one_row_per_target(tmp_path: Path) 
     best = {(r["attrs"]["data-method"], r["attrs"]["data-target"]) for r in rows
             if "best" in r["attrs"].get("class", "")}
     assert best == {("mlp", "E"), ("bdt", "eta")}
+
+
+def test_ranking_puts_variables_without_separation_last(tmp_path: Path) -> None:
+    path = tmp_path / "rank"
+    path.mkdir()
+    metrics = {"task": "classification",
+               "variables": {"separation": {"a": 0.0, "b": 0.2, "c": 0.1}},
+               "methods": {"m": {"test": {"roc_auc": 0.8}, "importance": {
+                   "permutation_auc_drop": {"d": 0.3, "a": 0.0, "b": 0.1, "c": 0.2}}}}}
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    page = Page(write_report([path]).read_text())
+    assert [r["attrs"]["data-variable"] for r in page.body_rows("ranking")] == ["b", "c", "a", "d"]
