@@ -104,7 +104,6 @@ tr.best td:first-child{box-shadow:inset 3px 0 0 #2e7d32}
 background:#2e7d32;color:#fff;font-family:-apple-system,"Segoe UI",Roboto,Arial,sans-serif}
 td.warn{background:#fdecea;color:#a8231b;font-weight:600}
 .note{color:#5b636b;font-size:13px}
-.bar{background-repeat:no-repeat;background-size:100% 100%}
 ul.notes{margin:4px 0;padding-left:20px;font-size:14px}
 pre{background:#f5f7f9;border:1px solid #e1e5e9;border-radius:4px;padding:10px 12px;
 font-size:13px;overflow-x:auto;white-space:pre}
@@ -224,13 +223,15 @@ def _get(d: Any, *keys: str) -> Any:
 
 
 def _num_cell(value: Any, spec: str, train: Any = None, *, show_train: bool = False,
-              cls: str = "", title: str = "", fmt: Any = None) -> str:
+              cls: str = "", title: str = "", style: str = "", fmt: Any = None) -> str:
     """A right-aligned monospace cell; ``data-v`` keeps the exact value for tools and tests."""
     fmt = fmt or (lambda v: _fmt(v, spec))
     v = _finite(value)
     attrs = f' data-v="{_esc(repr(v))}"' if v is not None else ""
     if title:
         attrs += f' title="{_esc(title)}"'
+    if style:
+        attrs += f' style="{_esc(style)}"'
     text = _esc(fmt(value))
     if show_train:
         text += f'<span class="tr">({_esc(fmt(train))})</span>'
@@ -262,7 +263,8 @@ def _anchor(prefix: str, name: str) -> str:
     return f"{prefix}-{re.sub(r'[^A-Za-z0-9_-]+', '-', name)}"
 
 
-def _argbest(values: Mapping[str, Any], largest: bool) -> str | None:
+def _argbest(values: Mapping[Any, Any], largest: bool) -> Any:
+    """Key of the largest (smallest) finite value; None when there is none."""
     finite = {k: v for k, v in ((k, _finite(v)) for k, v in values.items()) if v is not None}
     if not finite:
         return None
@@ -445,11 +447,9 @@ def _ranking(run: RunFiles) -> str | None:
         style = ""
         if sep is not None and top > 0:
             pct = max(0.0, min(100.0, 100.0 * sep / top))
-            style = (f' style="background-image:linear-gradient(90deg,#dce8f5 {pct:.1f}%,'
-                     f'transparent {pct:.1f}%)"')
-        sep_cell = _num_cell(sep, ".4f")
-        if style:
-            sep_cell = sep_cell.replace('<td class="num"', f'<td class="num bar"{style}', 1)
+            style = (f"background-image:linear-gradient(90deg,#dce8f5 {pct:.1f}%,"
+                     f"transparent {pct:.1f}%)")
+        sep_cell = _num_cell(sep, ".4f", style=style)
         cells = [f'<td class="num">{rank}</td>', f"<td><code>{_esc(var)}</code></td>", sep_cell]
         cells += [_num_cell(d.get(var), ".4f") for d in drops.values()]
         cells += [_num_cell(g.get(var), ".3f") for g in gains.values()]
@@ -522,17 +522,20 @@ def _group_plots(plots: Sequence[Path], methods: Sequence[str]
 
 
 def _caption(kind: str) -> str:
-    """Caption of a plot kind; ``0_profiles`` / ``ratio_1`` name the target of a multi-target
-    regression."""
-    m = re.match(r"^(\d+)_(.+)$", kind) or re.match(r"^(.+?)_(\d+)$", kind)
-    if m and not kind.isdigit():
-        j, base = (m.group(1), m.group(2)) if m.group(1).isdigit() else (m.group(2), m.group(1))
-        if base in _CAPTIONS:
-            return f"{_CAPTIONS[base]}, target {j}"
-    return _CAPTIONS.get(kind, kind.replace("_", " "))
+    """Caption of a plot kind (the file stem less the method name)."""
+    if kind in _CAPTIONS:
+        return _CAPTIONS[kind]
+    # a multi-target regression numbers its plots: "<j>_profiles" of a method, "ratio_<j>"
+    m = re.fullmatch(r"(\d+)_(.+)", kind)
+    if m and m.group(2) in _CAPTIONS:
+        return f"{_CAPTIONS[m.group(2)]}, target {m.group(1)}"
+    m = re.fullmatch(r"(.+)_(\d+)", kind)
+    if m and m.group(1) in _CAPTIONS:
+        return f"{_CAPTIONS[m.group(1)]}, target {m.group(2)}"
+    return kind.replace("_", " ")
 
 
-def _figures(items: Sequence[tuple[str, Path]], run: RunFiles) -> str:
+def _figures(items: Sequence[tuple[str, Path]]) -> str:
     figs = [_figure(p, _caption(kind), f"plots/{p.name}") for kind, p in items]
     return "\n".join(f for f in figs if f)
 
@@ -713,14 +716,14 @@ def _comparison(runs: Sequence[RunFiles]) -> str:
                          "output.root.</p>")
         values = {(r.label, n): _get(m, "test", "roc_auc") for r in runs
                   for n, m in r.methods.items()}
-        best = _argbest({f"{k[0]}\0{k[1]}": v for k, v in values.items()}, largest=True)
+        best = _argbest(values, largest=True)
         head = ("<tr>" + _th("run", num=False) + _th("method", num=False)
                 + _th("AUC", title="test AUC") + _th("εS at εB=0.1", title="test sample")
                 + "</tr>")
         rows = []
         for r in runs:
             for n, m in r.methods.items():
-                is_best = best == f"{r.label}\0{n}"
+                is_best = best == (r.label, n)
                 rows.append(
                     f'<tr{_BEST if is_best else ""} data-run="{_esc(r.label)}" '
                     f'data-method="{_esc(n)}"><td>{_esc(r.label)}</td><td class="name">{_esc(n)}'
@@ -728,20 +731,22 @@ def _comparison(runs: Sequence[RunFiles]) -> str:
                     f"{_num_cell(_get(m, 'test', 'roc_auc'), '.4f')}"
                     f"{_num_cell(_get(m, 'test', 'eff_sig_at_bkg', '0.1'), '.3f')}</tr>")
     else:
-        head = ("<tr>" + _th("run", num=False) + _th("method", num=False)
-                + _th("target", num=False) + _th("sigma_eff") + _th("rms") + _th("bias")
-                + "</tr>")
         rows_in = [(r.label, *row) for r in runs for row in _regression_rows(r.methods)]
-        best = _argbest({str(i): row[3].get("sigma_eff") for i, row in enumerate(rows_in)},
+        multi = any(row[2] is not None for row in rows_in)
+        head = ("<tr>" + _th("run", num=False) + _th("method", num=False)
+                + (_th("target", num=False) if multi else "") + _th("sigma_eff") + _th("rms")
+                + _th("bias") + "</tr>")
+        best = _argbest({i: row[3].get("sigma_eff") for i, row in enumerate(rows_in)},
                         largest=False)
         rows = []
         for i, (label, n, target, test, _) in enumerate(rows_in):
-            is_best = best == str(i)
+            is_best = best == i
             rows.append(
                 f'<tr{_BEST if is_best else ""} data-run="{_esc(label)}" '
                 f'data-method="{_esc(n)}"><td>{_esc(label)}</td><td class="name">{_esc(n)}'
                 f'{_BADGE if is_best else ""}</td>'
-                f"<td>{_esc(target or '')}</td>{_num_cell(test.get('sigma_eff'), '#.4g')}"
+                f"{f'<td>{_esc(target or str())}</td>' if multi else ''}"
+                f"{_num_cell(test.get('sigma_eff'), '#.4g')}"
                 f"{_num_cell(test.get('rms'), '#.4g')}{_num_cell(test.get('bias'), '#.4g')}</tr>")
     parts.append(_table(head, rows, "comparison"))
     return "\n".join(parts)
@@ -770,12 +775,12 @@ def build_report(runs: Sequence[RunFiles]) -> str:
     if len(runs) > 1:
         sections.append(("comparison", "Comparison of runs", _comparison(runs)))
     if overview:
-        sections.append(("overview", "Overview plots", _figures(overview, run)))
+        sections.append(("overview", "Overview plots", _figures(overview)))
     method_blocks = []
     for name in methods:
         kind = _get(run.manifest, "methods", name, "type")
         title = f"{name} ({kind})" if kind and kind != name else name
-        figs = _figures(per_method.get(name, []), run)
+        figs = _figures(per_method.get(name, []))
         method_blocks.append(f'<h3 id="{_esc(_anchor("m", name))}">{_esc(title)}</h3>\n'
                              f"{_method_details(run, name)}\n{figs}")
     if not run.plots:
@@ -821,7 +826,7 @@ def build_report(runs: Sequence[RunFiles]) -> str:
         "<link rel=\"icon\" href=\"data:,\">\n"
         f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         f"<header><h1>{_esc(title)}</h1>\n<p class=\"meta\">{_esc(' · '.join(facts))}</p>"
-        f"<img src=\"nope.png\" alt=\"broken\"></header>\n{toc}\n{body}\n</body>\n</html>\n"
+        f"</header>\n{toc}\n{body}\n</body>\n</html>\n"
     )
 
 

@@ -323,8 +323,11 @@ def train(cfg: Config, output: str | Path, force: bool = False) -> RunResult:
     with atomic_directory(output, force) as tmp:
         run = run_training(cfg)
         write_run(run, tmp)
-        if cfg.evaluation.plots:
-            from mva.report import write_report
+    if cfg.evaluation.plots:
+        # after the rename, so that the report names the run directory, not its temporary name;
+        # the report is itself written atomically and can be remade with `mva report`
+        from mva.report import write_report
 
-            write_report([tmp], tmp / "report.html")
+        log.info("writing report.html")
+        write_report([Path(output)])
     return run

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -272,6 +274,18 @@ def test_inspect_flat_and_jagged_nanoaod_branches(mva) -> None:
     kinds = {b["name"]: b["kind"] for b in events["branches"]}
     assert kinds["Muon_pt"] == "jagged" and kinds["Jet_pt"] == "jagged"
     assert kinds["nMuon"] == "flat" and kinds["PuppiMET_pt"] == "flat"
+
+
+def test_inspect_into_a_closed_pipe_is_quiet() -> None:
+    """`mva inspect nano.root | head -1`: no error message when the reader stops early."""
+    mva_script = Path(sys.executable).with_name("mva")
+    proc = subprocess.Popen([mva_script, "inspect", DATA_DIR / "nano_dimuon.root"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"Events: 40 entries")
+    proc.stdout.close()  # more than a pipe buffer is still to come
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert err == b"", err.decode()
 
 
 # --------------------------------------------------------------------------- real ROOT files

@@ -75,7 +75,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     for p in procs:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, f"mva train failed:\n{out}\n{err}"
-    return base / "baseline", base / "fisher_only"
+    runs = base / "baseline", base / "fisher_only"
+    # `mva train` may write a report itself: start from runs without one
+    for run in runs:
+        (run / REPORT_NAME).unlink(missing_ok=True)
+    return runs
 
 
 @pytest.fixture(scope="module")
@@ -543,3 +547,41 @@ def test_ranking_puts_variables_without_separation_last(tmp_path: Path) -> None:
     (path / "metrics.json").write_text(json.dumps(metrics))
     page = Page(write_report([path]).read_text())
     assert [r["attrs"]["data-variable"] for r in page.body_rows("ranking")] == ["b", "c", "a", "d"]
+
+
+def test_comparison_of_regression_runs_is_a_table(tmp_path: Path) -> None:
+    a = _regression_run(tmp_path / "a", {"bdt": {"sigma_eff": 0.5, "rms": 0.6, "bias": 0.01},
+                                         "mlp": {"sigma_eff": 0.4, "rms": 0.7, "bias": 0.0}})
+    b = _regression_run(tmp_path / "b", {"bdt": {"sigma_eff": 0.3, "rms": 0.9, "bias": -0.1}})
+    page = Page(write_report([a, b]).read_text())
+    rows = page.body_rows("comparison")
+    assert [(r["attrs"]["data-run"], r["attrs"]["data-method"]) for r in rows] == [
+        ("a", "bdt"), ("a", "mlp"), ("b", "bdt")]
+    col = _column(page, "comparison", "sigma_eff")
+    assert [float(_cell(r, col)["attrs"]["data-v"]) for r in rows] == [0.5, 0.4, 0.3]
+    assert [r["attrs"].get("class", "") for r in rows] == ["", "", "best"]
+    assert page.images() == []  # no ROC curves for regression
+
+
+def _tiny_png(path: Path, colour: tuple[int, int, int]) -> None:
+    Image.new("RGB", (8, 6), colour).save(path)
+
+
+def test_plots_go_to_the_method_with_the_longest_matching_name(tmp_path: Path) -> None:
+    path = tmp_path / "names"
+    (path / "plots").mkdir(parents=True)
+    metrics = {"task": "classification", "methods": {
+        "bdt": {"test": {"roc_auc": 0.8}}, "bdt_deep": {"test": {"roc_auc": 0.9}}}}
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    stems = ["bdt_overtraining", "bdt_deep_overtraining", "bdt_deep_loss", "roc", "extra"]
+    for k, stem in enumerate(stems):
+        _tiny_png(path / "plots" / f"{stem}.png", (40 * k, 0, 0))
+    (path / "plots" / "broken.png").write_bytes(b"not a png")
+    text = write_report([path]).read_text()
+    at = {stem: text.index(f"plots/{stem}.png") for stem in stems}
+    overview, bdt, deep = (text.index(f'id="{s}"') for s in ("overview", "m-bdt", "m-bdt_deep"))
+    assert overview < at["roc"] < at["extra"] < bdt < at["bdt_overtraining"] < deep
+    # within a method: overtraining before loss, whatever the file order
+    assert deep < at["bdt_deep_overtraining"] < at["bdt_deep_loss"]
+    assert "plots/broken.png" not in text
+    assert len(Page(text).images()) == len(stems)
