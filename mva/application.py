@@ -36,7 +36,7 @@ def _needed(exprs: dict[str, str]) -> dict[str, str]:
 def apply(
     run_dir: str | Path, inputs: Sequence[str], output: str | Path, *, tree: str | None = None,
     methods: Sequence[str] | None = None, keep: Sequence[str] = (), cut: str = "",
-    signal_fraction: float | None = None, step_size: int = 200_000,
+    signal_fraction: float | None = None, step_size: int = 200_000, compression: str = "lz4:1",
 ) -> dict[str, Any]:
     """Score every event of ``inputs`` (in order, all of them unless ``cut``) with the trained
     methods and write one branch per method to ``output`` (ROOT, CSV or Parquet by extension).
@@ -54,7 +54,7 @@ def apply(
     paths = expand_files(list(inputs), key="INPUT")
     out_tree = (tree or "events").rsplit("/", 1)[-1]
     n_read = n_written = 0
-    with TableWriter(output) as writer:
+    with TableWriter(output, compression) as writer:
         for path in paths:
             where = f"{path}:{tree}" if tree else path
             log.info("applying to %s", where)

@@ -34,6 +34,9 @@ def _setup_logging(quiet: bool, debug: bool, new_command: bool = False) -> None:
         root.addHandler(_HANDLER)
     root.setLevel(logging.DEBUG if _STATE["debug"] else
                   logging.WARNING if _STATE["quiet"] else logging.INFO)
+    # with --debug every message carries the seconds since start: a profile of the run
+    _HANDLER.setFormatter(logging.Formatter(
+        "mva %(relativeCreated)8.0f ms: %(message)s" if _STATE["debug"] else "mva: %(message)s"))
     root.propagate = False
 
 
@@ -131,10 +134,14 @@ def train(config: Path, output: Path, force: bool, overrides: tuple[str, ...], q
               default=None, help="f_s for <method>_prob (default: from the training config).")
 @click.option("--step-size", type=click.IntRange(min=1), default=200_000, show_default=True,
               help="Events per chunk (memory does not grow with file size).")
+@click.option("--compression", default="lz4:1", show_default=True,
+              type=click.Choice(["none", "lz4", "lz4:1", "zstd", "zstd:1", "zlib", "zlib:1",
+                                 "zlib:4", "lzma"]),
+              help="ROOT output compression (zlib: readable by any ROOT version).")
 @common
 def apply(run_dir: Path, inputs: tuple[str, ...], output: Path, tree: str | None, methods: str,
-          keep: str, cut: str, signal_fraction: float | None, step_size: int, quiet: bool,
-          debug: bool) -> None:
+          keep: str, cut: str, signal_fraction: float | None, step_size: int, compression: str,
+          quiet: bool, debug: bool) -> None:
     """Score every event of INPUTS with the methods trained in RUN_DIR.
 
     \b
@@ -148,7 +155,7 @@ def apply(run_dir: Path, inputs: tuple[str, ...], output: Path, tree: str | None
 
     res = run_apply(run_dir, list(inputs), output, tree=tree, methods=_split(methods),
                     keep=_split(keep), cut=cut, signal_fraction=signal_fraction,
-                    step_size=step_size)
+                    step_size=step_size, compression=compression)
     if not _STATE["quiet"]:
         click.echo(f"scored {res['written']} events with {', '.join(res['methods'])} -> {output}")
 

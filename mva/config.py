@@ -96,6 +96,9 @@ class Evaluation(_Frozen):
     signal_fraction: float | None = Field(None, gt=0.0, lt=1.0)
     plots: bool = True
     formats: list[Literal["png", "pdf"]] = ["png", "pdf"]
+    #: compression of output.root: lz4 (fast, ROOT >= 6.12), zstd, zlib (any ROOT) or none;
+    #: an optional level after a colon, e.g. zlib:4
+    compression: str = Field("lz4:1", pattern=r"^(none|(lz4|zstd|zlib|lzma)(:[1-9])?)$")
 
     @model_validator(mode="after")
     def _one_of(self) -> Evaluation:

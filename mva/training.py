@@ -16,7 +16,7 @@ import yaml
 from mva.config import Config
 from mva.evaluation import classification as cm
 from mva.evaluation import regression as rm
-from mva.io.events import Events, load_events
+from mva.io.events import Events, load_samples
 from mva.io.writers import Categorical, atomic_directory, write_trees
 from mva.methods import method_class
 from mva.preprocessing import Pipeline
@@ -260,13 +260,26 @@ def summary_table(run: RunResult) -> str:
     return "\n".join([head, "-" * len(head), *rows])
 
 
+def _take(parts: list[Events], idx: np.ndarray) -> list[Events]:
+    """Rows ``idx`` of the concatenation of ``parts``, taken part by part (``idx`` sorted)."""
+    out, start = [], 0
+    for p in parts:
+        lo, hi = np.searchsorted(idx, [start, start + len(p)])
+        out.append(p.subset(idx[lo:hi] - start))
+        start += len(p)
+    return out
+
+
 def run_training(cfg: Config) -> RunResult:
     """Read, split and train every method; evaluate on train and test. Writes nothing."""
     log.info("reading events")
-    events = load_events(cfg)
-    train_idx, test_idx = split_indices(events.labels, len(events), cfg.split, cfg.source)
-    tr, te = events.subset(train_idx), events.subset(test_idx)
-    del events
+    parts = load_samples(cfg)
+    log.debug("splitting")
+    labels = None if parts[0].labels is None else np.concatenate([p.labels for p in parts])
+    train_idx, test_idx = split_indices(labels, sum(len(p) for p in parts), cfg.split, cfg.source)
+    # take train and test from each sample directly: one copy of the features, not two
+    tr, te = (Events.concatenate(_take(parts, idx)) for idx in (train_idx, test_idx))
+    del parts
     log.info("split: %d training, %d test events", len(tr), len(te))
     w_train = training_weights(tr.labels, tr.weights, cfg.split.normalization,
                                cfg.split.negative_weights)
@@ -276,9 +289,12 @@ def run_training(cfg: Config) -> RunResult:
         log.info("training %s (%s)", name, spec.type)
         res = _fit_method(cfg, spec, tr, te, w_train, w_test_norm)
         evaluate = _evaluate_classification if cfg.is_classification else _evaluate_regression
+        log.debug("%s: evaluating", name)
         res.metrics = evaluate(res, tr, te)
         if cfg.is_classification:
+            log.debug("%s: P(S|y) and working point", name)
             res.metrics.update(signal_probability_extras(res, te, cfg))
+            log.debug("%s: input importance", name)
             res.metrics["importance"] = _importance(res, te, cfg)
         res.metrics["fit_seconds"] = res.fit_seconds
         if res.trained.model.notes_:
@@ -297,8 +313,14 @@ def run_training(cfg: Config) -> RunResult:
 def write_run(run: RunResult, out: Path) -> None:
     """Write every output of a run into the (temporary) directory ``out``."""
     cfg = run.config
-    log.info("writing output.root, models, plots")
-    write_trees(out / "output.root", _trees(run))
+    wait_for_plots = None
+    if cfg.evaluation.plots:
+        from mva.evaluation.figures import start_plots
+
+        log.info("plotting")
+        wait_for_plots = start_plots(run, out / "plots")
+    log.info("writing output.root and models")
+    write_trees(out / "output.root", _trees(run), compression=cfg.evaluation.compression)
     sources = run.train.sources
     info = {
         "features": cfg.data.features, "feature_branches": unique_names(cfg.data.features),
@@ -307,13 +329,13 @@ def write_run(run: RunResult, out: Path) -> None:
         "config": cfg.raw, "provenance": provenance(),
         "n_train": len(run.train), "n_test": len(run.test),
     }
+    log.debug("saving models")
     save_models(out / "models", cfg.task, {n: r.trained for n, r in run.methods.items()}, info)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
-    if cfg.evaluation.plots:
-        from mva.evaluation.figures import make_plots
-
-        log.info("plotting")
-        make_plots(run, out / "plots")
+    if wait_for_plots is not None:
+        log.debug("waiting for plots")
+        wait_for_plots()
+        log.debug("plots done")
     # metrics.json last: its presence marks a complete run
     (out / "metrics.json").write_text(json.dumps(run.metrics, indent=2, default=float))
 

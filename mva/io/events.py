@@ -13,7 +13,7 @@ from mva.errors import InputError
 from mva.io.expressions import ExpressionError, evaluate, names_in
 from mva.io.readers import as_float, count_entries, expand_files, iter_columns, source_info
 
-__all__ = ["Events", "read_sample", "evaluate_matrix", "load_events"]
+__all__ = ["Events", "read_sample", "evaluate_matrix", "load_events", "load_samples"]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ class Events:
     def concatenate(parts: Sequence[Events]) -> Events:
         def cat(name: str) -> np.ndarray | None:
             arrs = [getattr(p, name) for p in parts]
-            return None if arrs[0] is None else np.concatenate(arrs)
+            if arrs[0] is None:
+                return None
+            return arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
 
         first = parts[0]
         return replace(
@@ -161,6 +163,11 @@ def read_sample(
 
 def load_events(cfg: Any) -> Events:
     """Read all events a config describes (both classes for classification)."""
+    return Events.concatenate(load_samples(cfg))
+
+
+def load_samples(cfg: Any) -> list[Events]:
+    """The samples of a config, unconcatenated: signal and background, or the one sample."""
     d = cfg.data
     common = dict(features=d.features, spectators=d.spectators, default=d.default)
     if cfg.is_classification:
@@ -172,6 +179,6 @@ def load_events(cfg: Any) -> Events:
                 src.files, src.tree, weight=src.weight or d.weight, cut=cut, label=label,
                 what=f"data.{name}", **common,
             ))
-        return Events.concatenate(parts)
-    return read_sample(d.files, d.tree, targets=d.target, weight=d.weight, cut=d.cut,
-                       what="data", **common)
+        return parts
+    return [read_sample(d.files, d.tree, targets=d.target, weight=d.weight, cut=d.cut,
+                        what="data", **common)]

@@ -54,7 +54,7 @@ class TableWriter:
     single table. Use as a context manager; the file appears only when the block succeeds.
     """
 
-    def __init__(self, path: str | Path, compression: str | None = "zlib:1"):
+    def __init__(self, path: str | Path, compression: str | None = "lz4:1"):
         self.path = Path(path)
         self.fmt = file_format(str(path))
         self.compression = compression
@@ -169,7 +169,7 @@ def _plain(v: Any) -> np.ndarray:
 
 
 def write_trees(path: str | Path, trees: Mapping[str, Mapping[str, np.ndarray]],
-                compression: str | None = "zlib:1") -> None:
+                compression: str | None = "lz4:1") -> None:
     """Write several trees at once (e.g. TrainTree and TestTree)."""
     with TableWriter(path, compression) as w:
         for name, cols in trees.items():

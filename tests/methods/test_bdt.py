@@ -145,3 +145,35 @@ def test_state_roundtrip(task: str, tmp_path: Path) -> None:
 def test_predict_before_fit_raises() -> None:
     with pytest.raises(NotFittedError):
         BDT({}, "classification").predict(np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("task,loss", [("classification", None), ("regression", "squared_error"),
+                                       ("regression", "absolute_error"), ("regression", "huber")])
+def test_loss_curves_match_xgboost_own_evaluation(task, loss):
+    """The per-tree loss curves, computed after training from leaf values, equal xgboost's
+    per-iteration evaluation of the same samples."""
+    import xgboost as xgb
+
+    rng = np.random.default_rng(11)
+    n = 4000
+    X = rng.normal(size=(n, 4))
+    w = rng.uniform(0.5, 1.5, n)
+    if task == "classification":
+        y = (rng.random(n) < 0.5).astype(float)
+        X[:, 0] += y
+        params = {"n_estimators": 25}
+    else:
+        y = X[:, 0] ** 2 + rng.normal(scale=0.2, size=n)
+        params = {"n_estimators": 25, "loss": loss}
+    Xt, yt, wt = X[::-1].copy(), y[::-1].copy(), np.ones(n)
+    model = BDT(params, task, seed=3).fit(X, y, w, monitor=(Xt, yt, wt))
+    result: dict = {}
+    xgb.train(model._booster_params(1, n),
+              xgb.QuantileDMatrix(X, label=y if task == "classification" else y[:, None],
+                                  weight=w, max_bin=256),
+              25, evals=[(xgb.DMatrix(X, label=y, weight=w), "train"),
+                         (xgb.DMatrix(Xt, label=yt, weight=wt), "test")],
+              evals_result=result, verbose_eval=False)
+    for part in ("train", "test"):
+        expected = next(iter(result[part].values()))
+        np.testing.assert_allclose(model.history_[part], expected, rtol=1e-5, atol=1e-7)
