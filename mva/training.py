@@ -270,8 +270,12 @@ def _take(parts: list[Events], idx: np.ndarray) -> list[Events]:
     return out
 
 
-def run_training(cfg: Config) -> RunResult:
-    """Read, split and train every method; evaluate on train and test. Writes nothing."""
+def run_training(cfg: Config, plot_dir: Path | None = None, plotter: Any = None) -> RunResult:
+    """Read, split and train every method; evaluate on train and test.
+
+    With a ``plotter`` (:class:`mva.evaluation.figures.Plotter`) the plots are handed to it as
+    soon as their inputs exist, to be drawn into ``plot_dir`` while training goes on.
+    """
     log.info("reading events")
     parts = load_samples(cfg)
     log.debug("splitting")
@@ -285,9 +289,18 @@ def run_training(cfg: Config) -> RunResult:
                                cfg.split.negative_weights)
     w_test_norm = training_weights(te.labels, te.weights, cfg.split.normalization, "keep")
     run = RunResult(cfg, tr, te)
+    fitted = {}
     for name, spec in cfg.methods.items():
         log.info("training %s (%s)", name, spec.type)
-        res = _fit_method(cfg, spec, tr, te, w_train, w_test_norm)
+        fitted[name] = _fit_method(cfg, spec, tr, te, w_train, w_test_norm)
+        log.info("%s trained in %.1f s", name, fitted[name].fit_seconds)
+    if plotter is not None:
+        # only now: plot workers beside multi-threaded training slow it down more than they
+        # save; beside the single-threaded evaluation and writing they use an idle core
+        from mva.evaluation import figures
+
+        plotter.submit(figures.input_jobs(run, plot_dir))
+    for name, res in fitted.items():
         evaluate = _evaluate_classification if cfg.is_classification else _evaluate_regression
         log.debug("%s: evaluating", name)
         res.metrics = evaluate(res, tr, te)
@@ -300,25 +313,25 @@ def run_training(cfg: Config) -> RunResult:
         if res.trained.model.notes_:
             res.metrics["notes"] = res.trained.model.notes_
         run.methods[name] = res
-        log.info("%s done in %.1f s", name, res.fit_seconds)
+        if plotter is not None:
+            plotter.submit(figures.method_jobs(run, name, plot_dir))
     run.metrics = {"task": cfg.task, "methods": {n: r.metrics for n, r in run.methods.items()}}
     if cfg.is_classification:
         from mva.evaluation.ranking import variable_separation
 
+        # on at most ~200k test events: a histogram-based figure needs no more
+        sub = slice(None, None, max(1, len(te) // 200_000))
         run.metrics["variables"] = {"separation": variable_separation(
-            te.features, te.labels, te.weights, cfg.data.features)}
+            te.features[sub], te.labels[sub], te.weights[sub], cfg.data.features)}
+    if plotter is not None:
+        plotter.submit(figures.summary_jobs(run, plot_dir))
     return run
 
 
-def write_run(run: RunResult, out: Path) -> None:
-    """Write every output of a run into the (temporary) directory ``out``."""
+def write_run(run: RunResult, out: Path, plotter: Any = None) -> None:
+    """Write every output of a run into the (temporary) directory ``out``; wait for the
+    ``plotter``'s plots (or draw them here when there is none and plots are on)."""
     cfg = run.config
-    wait_for_plots = None
-    if cfg.evaluation.plots:
-        from mva.evaluation.figures import start_plots
-
-        log.info("plotting")
-        wait_for_plots = start_plots(run, out / "plots")
     log.info("writing output.root and models")
     write_trees(out / "output.root", _trees(run), compression=cfg.evaluation.compression)
     sources = run.train.sources
@@ -332,19 +345,46 @@ def write_run(run: RunResult, out: Path) -> None:
     log.debug("saving models")
     save_models(out / "models", cfg.task, {n: r.trained for n, r in run.methods.items()}, info)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
-    if wait_for_plots is not None:
-        log.debug("waiting for plots")
-        wait_for_plots()
-        log.debug("plots done")
+    if plotter is not None:
+        log.info("waiting for the plots")
+        plotter.wait()
+    elif cfg.evaluation.plots:
+        from mva.evaluation.figures import make_plots
+
+        log.info("plotting")
+        make_plots(run, out / "plots")
     # metrics.json last: its presence marks a complete run
     (out / "metrics.json").write_text(json.dumps(run.metrics, indent=2, default=float))
+
+
+def _n_events(cfg: Config) -> int:
+    """Entries in the input files (cheap: from the file metadata), to choose how to plot."""
+    from mva.io.readers import count_entries, expand_files
+
+    d = cfg.data
+    sources = [d.signal, d.background] if cfg.is_classification else [d]
+    total = 0
+    for src in sources:
+        for path in expand_files(list(src.files)):
+            total += count_entries(path, src.tree)
+    return total
 
 
 def train(cfg: Config, output: str | Path, force: bool = False) -> RunResult:
     """Train every configured method and write ``output`` atomically; return the run."""
     with atomic_directory(output, force) as tmp:
-        run = run_training(cfg)
-        write_run(run, tmp)
+        plotter = None
+        if cfg.evaluation.plots:
+            from mva.evaluation.figures import PARALLEL_EVENTS, Plotter
+
+            (tmp / "plots").mkdir()
+            plotter = Plotter(parallel=_n_events(cfg) > PARALLEL_EVENTS)
+        try:
+            run = run_training(cfg, tmp / "plots", plotter)
+            write_run(run, tmp, plotter)
+        finally:
+            if plotter is not None:
+                plotter.close()
     if cfg.evaluation.plots:
         # after the rename, so that the report names the run directory, not its temporary name;
         # the report is itself written atomically and can be remade with `mva report`

@@ -19,7 +19,7 @@ import numpy as np
 
 from mva.evaluation import classification as cm
 
-__all__ = ["plot_jobs", "start_plots", "make_plots"]
+__all__ = ["Plotter", "plot_jobs", "input_jobs", "method_jobs", "summary_jobs", "make_plots"]
 
 log = logging.getLogger(__name__)
 
@@ -40,69 +40,81 @@ def _display(events: Any, seed: int) -> tuple[np.ndarray, np.ndarray | None, np.
     return events.features[idx], labels, events.weights[idx]
 
 
-def plot_jobs(run: Any, outdir: Path) -> list[Job]:
-    """Every plot of the run as ``(plot function name, args, kwargs)``."""
+def input_jobs(run: Any, outdir: Path) -> list[Job]:
+    """Input-variable distributions and correlations (training events)."""
     cfg = run.config
     kw = {"formats": tuple(cfg.evaluation.formats)}
-    te, tr = run.test, run.train
+    X, labels, w = _display(run.train, cfg.split.seed)
     names = cfg.data.features
-    X, labels, w = _display(tr, cfg.split.seed)
-    jobs: list[Job] = [
-        ("plot_inputs", (X, labels, w, names, outdir / "inputs"), kw),
-        ("plot_correlations", (X, labels, w, names, outdir / "correlations"), kw),
-    ]
-    for name, res in run.methods.items():
-        if res.trained.model.history_:
-            xlabel = "trees" if res.trained.type == "bdt" else "epoch"
-            jobs.append(("plot_loss", (name, res.trained.model.history_, outdir / f"{name}_loss"),
-                         {**kw, "xlabel": xlabel}))
+    return [("plot_inputs", (X, labels, w, names, outdir / "inputs"), kw),
+            ("plot_correlations", (X, labels, w, names, outdir / "correlations"), kw)]
+
+
+def method_jobs(run: Any, name: str, outdir: Path) -> list[Job]:
+    """The plots of one trained and evaluated method."""
+    cfg, res = run.config, run.methods[name]
+    kw = {"formats": tuple(cfg.evaluation.formats)}
+    te, tr = run.test, run.train
+    jobs: list[Job] = []
+    if res.trained.model.history_:
+        xlabel = "trees" if res.trained.type == "bdt" else "epoch"
+        jobs.append(("plot_loss", (name, res.trained.model.history_, outdir / f"{name}_loss"),
+                     {**kw, "xlabel": xlabel}))
+    if cfg.is_classification:
+        ks = res.metrics["overtraining"]
+        jobs.append(("plot_overtraining", (
+            name, (res.pred_train, tr.labels, tr.weights), (res.pred_test, te.labels, te.weights),
+            (ks["ks_pvalue_signal"], ks["ks_pvalue_background"]),
+            outdir / f"{name}_overtraining"), kw))
+        return jobs + _probability_jobs(name, res, run, outdir, kw)
+    for j in range(len(te.target_names)):
+        stem = outdir / f"{name}{'' if len(te.target_names) == 1 else f'_{j}'}"
+        pred, target = res.pred_test[:, j], te.targets[:, j]
+        d = pred - target
+        jobs.append(("plot_prediction_vs_true",
+                     (name, pred, target, te.weights, Path(f"{stem}_pred_vs_true")), kw))
+        jobs.append(("plot_profiles", (name, te.features, cfg.data.features, d, te.weights,
+                                       Path(f"{stem}_profiles")), kw))
+        if res.sigma_test is not None:
+            width = res.sigma_test[:, j]
+            jobs.append(("plot_pulls", (name, d, width, te.weights, Path(f"{stem}_pulls")), kw))
+            jobs.append(("plot_width_calibration", (name, d, width, te.weights,
+                                                    Path(f"{stem}_width_calibration")), kw))
+    return jobs
+
+
+def summary_jobs(run: Any, outdir: Path) -> list[Job]:
+    """Plots that compare all methods: ROC and rejection, or prediction/target ratios."""
+    cfg, te = run.config, run.test
+    kw = {"formats": tuple(cfg.evaluation.formats)}
     if cfg.is_classification:
         curves = {}
         for name, res in run.methods.items():
             eb, es, _ = cm.roc_curve(res.pred_test, te.labels, te.weights)
             curves[name] = (eb, es, res.metrics["test"]["roc_auc"])
-            ks = res.metrics["overtraining"]
-            jobs.append(("plot_overtraining", (
-                name, (res.pred_train, tr.labels, tr.weights),
-                (res.pred_test, te.labels, te.weights),
-                (ks["ks_pvalue_signal"], ks["ks_pvalue_background"]),
-                outdir / f"{name}_overtraining"), kw))
-            jobs += _probability_jobs(name, res, run, outdir, kw)
-        jobs.append(("plot_roc", (curves, outdir / "roc"), kw))
-        jobs.append(("plot_rejection", (curves, outdir / "rejection"), kw))
-        return jobs
+        return [("plot_roc", (curves, outdir / "roc"), kw),
+                ("plot_rejection", (curves, outdir / "rejection"), kw)]
+    jobs: list[Job] = []
     for j, tname in enumerate(te.target_names):
-        suffix = "" if len(te.target_names) == 1 else f"_{j}"
         target = te.targets[:, j]
         ratios: dict[str, np.ndarray] = {}
         raw = _raw_ratio(tname, te)
         if raw is not None:
             ratios["raw (no correction)"] = raw
         for name, res in run.methods.items():
-            pred = res.pred_test[:, j]
-            d = pred - target
             with np.errstate(divide="ignore", invalid="ignore"):
-                ratios[name] = pred / target
-            stem = outdir / f"{name}{suffix}"
-            jobs.append(("plot_prediction_vs_true",
-                         (name, pred, target, te.weights, Path(f"{stem}_pred_vs_true")), kw))
-            jobs.append(("plot_profiles", (name, te.features, names, d, te.weights,
-                                           Path(f"{stem}_profiles")), kw))
-            if res.sigma_test is not None:
-                width = res.sigma_test[:, j]
-                jobs.append(("plot_pulls", (name, d, width, te.weights, Path(f"{stem}_pulls")), kw))
-                jobs.append(("plot_width_calibration", (name, d, width, te.weights,
-                                                        Path(f"{stem}_width_calibration")), kw))
+                ratios[name] = res.pred_test[:, j] / target
+        suffix = "" if len(te.target_names) == 1 else f"_{j}"
         jobs.append(("plot_ratio", (ratios, te.weights, outdir / f"ratio{suffix}"), kw))
     return jobs
 
 
-#: jobs handed to forked workers by index (see start_plots)
-_PENDING: list[Job] = []
-
-
-def _run_pending(index: int) -> list[Path]:
-    return _run_job(_PENDING[index])
+def plot_jobs(run: Any, outdir: Path) -> list[Job]:
+    """Every plot of a finished run as ``(plot function name, args, kwargs)``."""
+    jobs = input_jobs(run, outdir)
+    for name in run.methods:
+        jobs += method_jobs(run, name, outdir)
+    return jobs + summary_jobs(run, outdir)
 
 
 def _run_job(job: Job) -> list[Path]:
@@ -112,53 +124,65 @@ def _run_job(job: Job) -> list[Path]:
     return getattr(plots, func)(*args, **kwargs)
 
 
-def start_plots(run: Any, outdir: Path, parallel: bool | None = None
-                ) -> Callable[[], list[Path]]:
-    """Start drawing every plot; return a function that waits for them and lists the files.
+def _lower_priority() -> None:
+    # plot workers take the cores that the run leaves idle (reading, evaluation, writing)
+    # and yield them to the training threads
+    os.nice(19)
 
-    With ``parallel`` (default: for runs above ``PARALLEL_EVENTS`` events) the plots are drawn in
-    worker processes, one per usable core, while the caller goes on.
+
+class Plotter:
+    """Draws plots as they become possible, in low-priority worker processes.
+
+    ``parallel=False`` draws each plot at once, in this process (small runs: starting workers
+    would cost more than it saves). Call :meth:`wait` to get the written files; errors in a
+    plot surface there.
     """
-    outdir.mkdir(parents=True, exist_ok=True)
-    jobs = plot_jobs(run, outdir)
-    if parallel is None:
-        parallel = len(run.train) + len(run.test) > PARALLEL_EVENTS
-    if not parallel:
-        return lambda: [p for job in jobs for p in _run_job(job)]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    # one core stays with the caller, who writes output.root meanwhile. Workers are forked from
-    # a parent that has imported matplotlib already (no second import per worker); they draw
-    # with matplotlib and numpy only, never with the OpenMP pools of xgboost or torch.
-    from mva.evaluation import plots  # noqa: F401
 
-    method = "fork" if "fork" in get_all_start_methods() else "spawn"
-    # the costliest plots first, so that no worker is left with a long one at the end
-    order = sorted(jobs, key=lambda j: j[0] not in ("plot_inputs", "plot_profiles",
-                                                    "plot_correlations"))
-    workers = max(1, min((cores or 1) - 1, len(jobs)))
-    if method == "fork":
-        # forked workers (all started at the first submit) inherit the jobs: only an index
-        # crosses the pipe, not the arrays
-        _PENDING[:] = order
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method))
-        futures = [pool.submit(_run_pending, i) for i in range(len(order))]
-    else:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method))
-        futures = [pool.submit(_run_job, job) for job in order]
+    def __init__(self, parallel: bool):
+        self.parallel = parallel
+        self._pool: ProcessPoolExecutor | None = None
+        self._futures: list[Any] = []
+        self._written: list[Path] = []
 
-    def wait() -> list[Path]:
+    def submit(self, jobs: list[Job]) -> None:
+        if not self.parallel:
+            for job in jobs:
+                self._written += _run_job(job)
+            return
+        if self._pool is None:
+            from mva.evaluation import plots  # noqa: F401  (imported once, before the fork)
+
+            cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                     else os.cpu_count() or 1)
+            # fork: the workers need no imports of their own, and draw with matplotlib and
+            # numpy only, never with the OpenMP pools of xgboost or torch
+            method = "fork" if "fork" in get_all_start_methods() else "spawn"
+            self._pool = ProcessPoolExecutor(max_workers=max(1, cores),
+                                             mp_context=get_context(method),
+                                             initializer=_lower_priority)
+        self._futures += [self._pool.submit(_run_job, job) for job in jobs]
+
+    def wait(self) -> list[Path]:
         try:
-            return [p for f in futures for p in f.result()]
+            for f in self._futures:
+                self._written += f.result()
+            return list(self._written)
         finally:
-            pool.shutdown(cancel_futures=True)
-            _PENDING.clear()
+            self.close()
 
-    return wait
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._futures = []
 
 
-def make_plots(run: Any, outdir: Path, parallel: bool | None = None) -> list[Path]:
-    """Draw every plot of the run into ``outdir``; return the written files."""
-    return start_plots(run, outdir, parallel)()
+def make_plots(run: Any, outdir: Path, parallel: bool = False) -> list[Path]:
+    """Draw every plot of a finished run into ``outdir``; return the written files."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    plotter = Plotter(parallel)
+    plotter.submit(plot_jobs(run, outdir))
+    return plotter.wait()
 
 
 def _probability_jobs(name: str, res: Any, run: Any, outdir: Path, kw: dict) -> list[Job]:

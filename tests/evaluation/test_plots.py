@@ -39,9 +39,9 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
     figures: list[Figure] = []
     real_save = plots.save
 
-    def spy(fig, stem, formats=plots.DEFAULT_FORMATS):
+    def spy(fig, stem, formats=plots.DEFAULT_FORMATS, **kwargs):
         figures.append(fig)
-        return real_save(fig, stem, formats)
+        return real_save(fig, stem, formats, **kwargs)
 
     monkeypatch.setattr(plots, "save", spy)
     return figures
