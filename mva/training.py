@@ -64,6 +64,7 @@ class RunResult:
     test: Events
     methods: dict[str, MethodResult] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    writer: Any = None
 
 
 def _y(events: Events) -> np.ndarray:
@@ -184,9 +185,11 @@ def _evaluate_regression(res: MethodResult, tr: Events, te: Events) -> dict[str,
     return out
 
 
-def _trees(run: RunResult) -> dict[str, dict[str, np.ndarray]]:
+def _trees(run: RunResult, methods: dict[str, MethodResult] | None = None
+           ) -> dict[str, dict[str, np.ndarray]]:
     """TrainTree and TestTree as TMVA writes them."""
     cfg = run.config
+    methods = run.methods if methods is None else methods
     feat = unique_names(cfg.data.features)
     spec_names = unique_names(cfg.data.spectators)
     trees = {}
@@ -205,7 +208,7 @@ def _trees(run: RunResult) -> dict[str, dict[str, np.ndarray]]:
             tnames = target_branches(part.target_names)
             for j, name in enumerate(tnames):
                 cols[name] = part.targets[:, j]
-        for mname, res in run.methods.items():
+        for mname, res in methods.items():
             pred = res.pred_train if key == "train" else res.pred_test
             sigma = res.sigma_train if key == "train" else res.sigma_test
             cols.update(method_columns(mname, pred, sigma))
@@ -270,11 +273,36 @@ def _take(parts: list[Events], idx: np.ndarray) -> list[Events]:
     return out
 
 
-def run_training(cfg: Config, plot_dir: Path | None = None, plotter: Any = None) -> RunResult:
+class _Background:
+    """A function run in a thread; its exception is raised again at :meth:`join`."""
+
+    def __init__(self, func: Any, *args: Any, **kwargs: Any):
+        import threading
+
+        self.error: BaseException | None = None
+
+        def target() -> None:
+            try:
+                func(*args, **kwargs)
+            except BaseException as exc:  # handed to the caller at join
+                self.error = exc
+
+        self.thread = threading.Thread(target=target, daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def run_training(cfg: Config, out: Path | None = None, plotter: Any = None) -> RunResult:
     """Read, split and train every method; evaluate on train and test.
 
-    With a ``plotter`` (:class:`mva.evaluation.figures.Plotter`) the plots are handed to it as
-    soon as their inputs exist, to be drawn into ``plot_dir`` while training goes on.
+    With ``out`` (the run directory being built), ``output.root`` is written there in a
+    background thread while the methods are evaluated (``run.writer``); with a ``plotter``
+    (:class:`mva.evaluation.figures.Plotter`) plots are handed to it as soon as their inputs
+    exist, to be drawn into ``out/plots``.
     """
     log.info("reading events")
     parts = load_samples(cfg)
@@ -294,6 +322,11 @@ def run_training(cfg: Config, plot_dir: Path | None = None, plotter: Any = None)
         log.info("training %s (%s)", name, spec.type)
         fitted[name] = _fit_method(cfg, spec, tr, te, w_train, w_test_norm)
         log.info("%s trained in %.1f s", name, fitted[name].fit_seconds)
+    if out is not None:
+        # numpy and compression release the GIL: the trees are written while evaluation runs
+        run.writer = _Background(write_trees, out / "output.root", _trees(run, fitted),
+                                 compression=cfg.evaluation.compression)
+    plot_dir = None if out is None else out / "plots"
     if plotter is not None:
         # only now: plot workers beside multi-threaded training slow it down more than they
         # save; beside the single-threaded evaluation and writing they use an idle core
@@ -332,8 +365,12 @@ def write_run(run: RunResult, out: Path, plotter: Any = None) -> None:
     """Write every output of a run into the (temporary) directory ``out``; wait for the
     ``plotter``'s plots (or draw them here when there is none and plots are on)."""
     cfg = run.config
-    log.info("writing output.root and models")
-    write_trees(out / "output.root", _trees(run), compression=cfg.evaluation.compression)
+    if run.writer is None:
+        log.info("writing output.root")
+        write_trees(out / "output.root", _trees(run), compression=cfg.evaluation.compression)
+    else:
+        log.debug("waiting for output.root")
+        run.writer.join()
     sources = run.train.sources
     info = {
         "features": cfg.data.features, "feature_branches": unique_names(cfg.data.features),
@@ -380,7 +417,7 @@ def train(cfg: Config, output: str | Path, force: bool = False) -> RunResult:
             (tmp / "plots").mkdir()
             plotter = Plotter(parallel=_n_events(cfg) > PARALLEL_EVENTS)
         try:
-            run = run_training(cfg, tmp / "plots", plotter)
+            run = run_training(cfg, tmp, plotter)
             write_run(run, tmp, plotter)
         finally:
             if plotter is not None:

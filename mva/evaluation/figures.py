@@ -27,7 +27,7 @@ Job = tuple[str, tuple, dict]
 
 #: events drawn in input-variable plots and correlation matrices (a seeded random subset above
 #: this: the histograms look the same and drawing time no longer grows with the sample)
-DISPLAY_EVENTS = 500_000
+DISPLAY_EVENTS = 200_000
 #: runs with more events than this draw their plots in worker processes
 PARALLEL_EVENTS = 200_000
 
@@ -118,10 +118,15 @@ def plot_jobs(run: Any, outdir: Path) -> list[Job]:
 
 
 def _run_job(job: Job) -> list[Path]:
+    import time
+
     from mva.evaluation import plots
 
     func, args, kwargs = job
-    return getattr(plots, func)(*args, **kwargs)
+    t0 = time.perf_counter()
+    out = getattr(plots, func)(*args, **kwargs)
+    log.debug("%s: %.2f s", func, time.perf_counter() - t0)
+    return out
 
 
 def _lower_priority() -> None:

@@ -594,16 +594,20 @@ ANNOTATE_MAX = 12
 def _draw_correlation(ax: Axes, corr: np.ndarray, names: list[str], title: str) -> Any:
     pct = 100.0 * corr
     p = len(names)
-    im = ax.imshow(pct, cmap="RdBu_r", vmin=-100.0, vmax=100.0)
+    # a mesh of p x p cells, not an image: nothing to resample at every draw
+    im = ax.pcolormesh(np.ma.masked_invalid(pct), cmap="RdBu_r", vmin=-100.0, vmax=100.0)
+    ax.set_xlim(0, p)
+    ax.set_ylim(p, 0)
+    ax.set_aspect("equal")
     # numbers only where they stay readable (and cheap: each is a text object to lay out)
     for i in range(p if p <= ANNOTATE_MAX else 0):
         for j in range(p):
             if np.isfinite(pct[i, j]):
                 # int() first, so that -0.3 % reads "0", not "-0"
-                ax.text(j, i, f"{int(round(pct[i, j]))}", ha="center", va="center", fontsize=14,
-                        color="white" if abs(pct[i, j]) > 60 else "black")
-    ax.set_xticks(range(p), names, rotation=45, ha="right", rotation_mode="anchor")
-    ax.set_yticks(range(p), names)
+                ax.text(j + 0.5, i + 0.5, f"{int(round(pct[i, j]))}", ha="center", va="center",
+                        fontsize=14, color="white" if abs(pct[i, j]) > 60 else "black")
+    ax.set_xticks(np.arange(p) + 0.5, names, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticks(np.arange(p) + 0.5, names)
     ax.minorticks_off()
     ax.tick_params(top=False, right=False, length=0)
     ax.set_title(title)
