@@ -442,15 +442,21 @@ class Pipeline:
 
     def fit(self, X: np.ndarray, weights: np.ndarray | None = None) -> Pipeline:
         """Fit each step, with the same weights, on the output of the previous one."""
+        if not self.steps:  # nothing to learn (features were checked for NaN when read)
+            return self
         X, w = _fit_inputs(X, weights)
         for step in self.steps:
             X = step.fit(X, w).transform(X)
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """Apply all steps in order; float64 out. An empty pipeline returns float64 input as is
-        (no copy: a million events with 20 features are 160 MB)."""
-        X = np.asarray(_as_matrix(X), dtype=np.float64)
+        """Apply all steps in order; float64 out. An empty pipeline returns float32 or float64
+        input as it is (no copy: a million events with 20 features are 160 MB)."""
+        if not self.steps and getattr(X, "dtype", None) in (np.float32, np.float64):
+            if np.ndim(X) != 2:
+                raise ValueError(f"expected a 2-d array (events x features), got {np.shape(X)}")
+            return X
+        X = _as_matrix(X)
         for step in self.steps:
             X = step.transform(X)
         return X

@@ -64,18 +64,24 @@ def evaluate_matrix(
     columns: Mapping[str, Any], exprs: Sequence[str], default: float, where: str, what: str,
     first_entry: int = 0, check_finite: bool = True, entries: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Evaluate expressions into an (n, len(exprs)) float64 matrix; NaN/inf are an error.
+    """Evaluate expressions into an (n, len(exprs)) matrix; NaN/inf are an error.
 
+    The matrix is float32 when every column is float32 (ROOT ``Float_t`` branches: half the
+    memory and time, and no precision to keep that the file does not have), else float64.
     The error names the entry of the first bad value: ``entries[i]`` (the file entry of row
     ``i``, e.g. after a cut) when given, else ``first_entry + i``.
     """
     n = len(next(iter(columns.values()))) if columns else 0
-    out = np.empty((n, len(exprs)), dtype=np.float64)
-    for j, expr in enumerate(exprs):
+    values = []
+    for expr in exprs:
         try:
-            out[:, j] = as_float(evaluate(expr, columns, default), f"{where}: {what} {expr!r}")
+            values.append(as_float(evaluate(expr, columns, default), f"{where}: {what} {expr!r}"))
         except ExpressionError as exc:
             raise InputError(f"{where}: {what} {expr!r}: {exc}") from None
+    single = bool(values) and all(v.dtype == np.float32 for v in values)
+    out = np.empty((n, len(exprs)), dtype=np.float32 if single else np.float64)
+    for j, (expr, v) in enumerate(zip(exprs, values, strict=True)):
+        out[:, j] = v
         if check_finite:
             bad = ~np.isfinite(out[:, j])
             if bad.any():

@@ -278,8 +278,9 @@ def describe(path: str) -> list[dict[str, Any]]:
 
 
 def as_float(values: Any, what: str) -> np.ndarray:
-    """Numeric column to float64 (bool and any integer type included)."""
+    """Numeric column as floats: float32 stays float32, anything else (bool, any integer
+    type, float16, float64) becomes float64."""
     arr = np.asarray(values)
     if arr.dtype.kind not in "biuf":
         raise InputError(f"{what}: not numeric (dtype {arr.dtype})")
-    return arr.astype(np.float64, copy=False)
+    return arr if arr.dtype == np.float32 else arr.astype(np.float64, copy=False)

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 #: events per sample on which the per-tree loss curves are evaluated (monitoring only)
-MONITOR_EVENTS = 50_000
+MONITOR_EVENTS = 10_000
 
 
 def _sample(rng: np.random.Generator, X: np.ndarray, y: np.ndarray, w: np.ndarray

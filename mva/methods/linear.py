@@ -42,6 +42,7 @@ class Linear(Method):
     Params = LinearParams
 
     def fit(self, X, y, w, validation=None, monitor=None):
+        X = np.asarray(X, dtype=np.float64)
         wp = positive_weights(w)
         if self.is_classification:
             if self.params.method == "fisher":
@@ -64,7 +65,7 @@ class Linear(Method):
 
     def _predict(self, X):
         self._check_fitted()
-        out = X @ self.coef_ + self.intercept_
+        out = np.asarray(X, dtype=np.float64) @ self.coef_ + self.intercept_
         if self.is_classification:
             out = out[:, 0]
             if self.params.method == "logistic":
