@@ -249,10 +249,13 @@ def test_empty_pipeline_is_identity(X: np.ndarray) -> None:
     pipe = Pipeline([])
     Y = pipe.fit_transform(X)
     np.testing.assert_array_equal(Y, X)
-    # float64 input passes through without a copy (memory at a million events); others convert
+    # float input passes through without a copy (memory at a million events); others convert
     assert np.shares_memory(Y, X)
-    Y32 = pipe.transform(X.astype(np.float32))
-    assert Y32.dtype == np.float64
+    X32 = X.astype(np.float32)
+    assert pipe.transform(X32) is X32
+    assert pipe.transform(X.astype(np.int64)).dtype == np.float64
+    # a non-empty pipeline always gives float64
+    assert Pipeline(["standardize"]).fit(X32).transform(X32).dtype == np.float64
     np.testing.assert_array_equal(Pipeline.from_dict(json.loads(json.dumps(pipe.to_dict())))
                                   .transform(X), X)
 
