@@ -95,6 +95,9 @@ class Evaluation(_Frozen):
     yields: Yields | None = None
     signal_fraction: float | None = Field(None, gt=0.0, lt=1.0)
     plots: bool = True
+    #: working points at these signal / background efficiencies (cut, and the other efficiency)
+    cuts_at_eff_sig: list[float] = Field([0.5, 0.7, 0.9], description="signal efficiencies")
+    cuts_at_eff_bkg: list[float] = Field([0.01, 0.1, 0.3], description="background efficiencies")
     formats: list[Literal["png", "pdf"]] = ["png", "pdf"]
     #: compression of output.root: lz4 (fast, ROOT >= 6.12), zstd, zlib (any ROOT) or none;
     #: an optional level after a colon, e.g. zlib:4
@@ -105,6 +108,14 @@ class Evaluation(_Frozen):
         if self.yields is not None and self.signal_fraction is not None:
             raise ValueError("give either yields or signal_fraction, not both")
         return self
+
+    @field_validator("cuts_at_eff_sig", "cuts_at_eff_bkg")
+    @classmethod
+    def _efficiencies(cls, v: list[float]) -> list[float]:
+        bad = [x for x in v if not 0.0 < x <= 1.0]
+        if bad:
+            raise ValueError(f"efficiencies must be in (0, 1], got {bad}")
+        return v
 
     def resolved_signal_fraction(self, default: float) -> float:
         if self.signal_fraction is not None:

@@ -138,10 +138,28 @@ def signal_probability_extras(res: MethodResult, te: Events, cfg: Config) -> dic
     res.trained.extras.update(densities=dens.to_dict(), signal_fraction=f_s)
     return {
         "working_point": wp,
+        "cuts": _cuts_at_efficiencies(res.pred_test, te.labels, te.weights, ev),
         "signal_fraction": f_s,
         "calibration": {"ece": expected_calibration_error(prob, te.labels[other], w_check),
                         "reliability": {k: _json_list(v) for k, v in rel.items()}},
     }
+
+
+def _cuts_at_efficiencies(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray,
+                          ev: Any) -> dict[str, dict[str, dict[str, float]]]:
+    """The cut for each requested signal (background) efficiency, with both efficiencies
+    that it gives on the test events."""
+    out: dict[str, dict[str, dict[str, float]]] = {"eff_sig": {}, "eff_bkg": {}}
+    sig = labels == 1
+    w_s, w_b = weights[sig].sum(), weights[~sig].sum()
+    for key, targets in (("eff_sig", ev.cuts_at_eff_sig), ("eff_bkg", ev.cuts_at_eff_bkg)):
+        for target in targets:
+            cut = cm.cut_for_efficiency(scores, labels, weights, **{key: target})
+            passed = scores >= cut
+            out[key][f"{target:g}"] = {
+                "cut": cut, "eff_sig": float(weights[sig & passed].sum() / w_s),
+                "eff_bkg": float(weights[~sig & passed].sum() / w_b)}
+    return out
 
 
 def _json_list(values: Any) -> list[float | None]:
