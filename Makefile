@@ -32,5 +32,8 @@ bench: install
 	$(BIN)/python benchmarks/bench_classification.py
 	$(BIN)/python benchmarks/bench_calorimeter.py
 
+lint: install
+	$(BIN)/ruff check mva tests benchmarks
+
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info

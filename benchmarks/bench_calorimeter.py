@@ -26,7 +26,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import uproot
 import yaml
 from scipy.stats import spearmanr

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from mva.errors import InputError
-from mva.io.events import evaluate_matrix
-from mva.io.expressions import ExpressionError, evaluate, names_in
+from mva.io.events import evaluate_matrix, select
+from mva.io.expressions import ExpressionError, names_in
 from mva.io.readers import expand_files, iter_columns
 from mva.io.writers import TableWriter
 from mva.store import load_models
@@ -61,14 +61,7 @@ def apply(
             for start, cols in iter_columns(path, tree, needed, step_size=step_size):
                 n = len(next(iter(cols.values()))) if cols else 0
                 n_read += n
-                entries = start + np.arange(n)
-                if cut:
-                    try:
-                        mask = np.asarray(evaluate(cut, cols, default), dtype=bool)
-                    except ExpressionError as exc:
-                        raise InputError(f"{where}: cut {cut!r}: {exc}") from None
-                    cols = {k: v[mask] for k, v in cols.items()}
-                    entries = entries[mask]
+                cols, entries = select(cols, cut, start + np.arange(n), default, where)
                 X = evaluate_matrix(cols, features, default, where, "feature", start,
                                     entries=entries)
                 out: dict[str, np.ndarray] = {}

@@ -113,7 +113,8 @@ def train(config: Path, output: Path, force: bool, overrides: tuple[str, ...], q
     """
     _setup_logging(quiet, debug)
     from mva.config import load_config
-    from mva.training import summary_table, train as run_train
+    from mva.training import summary_table
+    from mva.training import train as run_train
 
     cfg = load_config(config, list(overrides))
     run = run_train(cfg, output, force=force)

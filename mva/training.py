@@ -122,8 +122,12 @@ def _evaluate_classification(res: MethodResult, tr: Events, te: Events) -> dict[
 def signal_probability_extras(res: MethodResult, te: Events, cfg: Config) -> dict[str, Any]:
     """P(S|y) densities (fitted on half of the test events), their calibration on the other
     half, and the working point that maximises S/sqrt(S+B) for the expected yields."""
-    from mva.evaluation.probability import (ScoreDensities, expected_calibration_error,
-                                            reliability_curve, reweight_to_fraction)
+    from mva.evaluation.probability import (
+        ScoreDensities,
+        expected_calibration_error,
+        reliability_curve,
+        reweight_to_fraction,
+    )
 
     ev = cfg.evaluation
     n_sig, n_bkg = expected_yields(cfg, te)

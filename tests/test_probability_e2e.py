@@ -5,7 +5,6 @@ independent background sample is flat."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mva.evaluation.classification import _as_1d
+
 __all__ = [
     "weighted_quantile",
     "weighted_median",
@@ -38,15 +40,6 @@ _REL_TOL = 1e-12
 # --------------------------------------------------------------------------- helpers
 
 
-def _as_1d(x: ArrayLike, name: str) -> np.ndarray:
-    arr = np.asarray(x, dtype=float)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {np.shape(x)}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
 
 
 def _values_weights(

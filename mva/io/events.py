@@ -13,7 +13,7 @@ from mva.errors import InputError
 from mva.io.expressions import ExpressionError, evaluate, names_in
 from mva.io.readers import as_float, count_entries, expand_files, iter_columns, source_info
 
-__all__ = ["Events", "read_sample", "evaluate_matrix", "load_events", "load_samples"]
+__all__ = ["Events", "read_sample", "evaluate_matrix", "select", "load_events", "load_samples"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,18 @@ def evaluate_matrix(
     return out
 
 
+def select(columns: Mapping[str, Any], cut: str, entries: np.ndarray, default: float,
+           where: str) -> tuple[dict[str, Any], np.ndarray]:
+    """The rows of ``columns`` (and their file ``entries``) that pass ``cut`` (all if empty)."""
+    if not cut:
+        return dict(columns), entries
+    try:
+        mask = np.asarray(evaluate(cut, columns, default), dtype=bool)
+    except ExpressionError as exc:
+        raise InputError(f"{where}: cut {cut!r}: {exc}") from None
+    return {k: v[mask] for k, v in columns.items()}, entries[mask]
+
+
 def _needed(exprs: Mapping[str, Sequence[str]]) -> dict[str, str]:
     needed: dict[str, str] = {}
     for what, items in exprs.items():
@@ -131,13 +143,7 @@ def read_sample(
                 continue
             # file entry of every row, so that errors after the cut still name the right one
             entries = start + np.arange(n)
-            if cut:
-                try:
-                    mask = np.asarray(evaluate(cut, cols, default), dtype=bool)
-                except ExpressionError as exc:
-                    raise InputError(f"{where}: cut {cut!r}: {exc}") from None
-                cols = {k: v[mask] for k, v in cols.items()}
-                entries = entries[mask]
+            cols, entries = select(cols, cut, entries, default, where)
             X = evaluate_matrix(cols, features, default, where, "feature", start, entries=entries)
             w = (evaluate_matrix(cols, [weight], default, where, "weight", start,
                                  entries=entries)[:, 0]

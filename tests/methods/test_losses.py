@@ -11,13 +11,13 @@ from scipy import integrate, stats
 from sklearn.metrics import mean_absolute_error, mean_squared_error
 
 from mva.methods.losses import (
-    dcb_sigma_eff,
     DCB_RANGES,
     LOSSES,
     SIGMA_FLOOR,
     dcb_log_pdf,
     dcb_nll,
     dcb_params,
+    dcb_sigma_eff,
     gaussian_log_pdf,
     gaussian_nll,
     gaussian_params,
