@@ -109,6 +109,7 @@ def train(config: Path, output: Path, force: bool, overrides: tuple[str, ...], q
     \b
     Example:
       mva train config.yaml --output runs/v1 --set split.seed=3 --set methods.bdt.max_depth=4
+      mva -q train config.yaml -o runs/v1 --force      # batch job: replace, no progress
     Writes RUN_DIR/metrics.json, output.root (TrainTree/TestTree), models/, plots/, report.html.
     """
     _setup_logging(quiet, debug)
@@ -148,6 +149,9 @@ def apply(run_dir: Path, inputs: tuple[str, ...], output: Path, tree: str | None
     \b
     Example:
       mva apply runs/v1 data/*.root --tree Events --output scored.root --methods bdt --keep run,event
+      mva apply runs/v1 new.root -t dir/Events -o scored.root --cut "nMuon >= 2" \
+          --signal-fraction 0.05 --step-size 100000 --compression zlib
+      mva apply runs/v1 new.csv -o scored.parquet
     Writes one float branch per method (and <method>_prob, <method>_rarity, <method>_sigma where the
     method has them) to a tree of the same name in OUTPUT, in input order.
     """
@@ -171,6 +175,7 @@ def inspect(file: str, as_json: bool, quiet: bool, debug: bool) -> None:
     \b
     Example:
       mva inspect data/nano.root
+      mva inspect data/nano.root --json | jq '.[0].branches | length'
     """
     _setup_logging(quiet, debug)
     from mva.io.readers import describe
@@ -202,6 +207,7 @@ def example(kind: str, output: Path, events: int | None, seed: int, force: bool,
       mva example classification --output toy      # four correlated Gaussians, TreeS/TreeB
       mva example regression --output reg          # TMVA's noisy parabola
       mva example calorimeter --output calo        # photon energy correction
+      mva example classification -o big -n 1000000 --seed 3 --force
     """
     _setup_logging(quiet, debug)
     from mva.examples import write_example
