@@ -348,6 +348,20 @@ def run_training(cfg: Config, out: Path | None = None, plotter: Any = None) -> R
         # numpy and compression release the GIL: the trees are written while evaluation runs
         run.writer = _Background(write_trees, out / "output.root", _trees(run, fitted),
                                  compression=cfg.evaluation.compression)
+    try:
+        _evaluate_all(run, fitted, out, plotter)
+    except BaseException:
+        # the run directory is about to be removed: let the writer finish with it first
+        if run.writer is not None:
+            run.writer.thread.join()
+        raise
+    return run
+
+
+def _evaluate_all(run: RunResult, fitted: dict[str, MethodResult], out: Path | None,
+                  plotter: Any) -> None:
+    """Evaluate every fitted method into ``run`` and hand the plots to the ``plotter``."""
+    cfg, tr, te = run.config, run.train, run.test
     plot_dir = None if out is None else out / "plots"
     if plotter is not None:
         # only now: plot workers beside multi-threaded training slow it down more than they
@@ -380,7 +394,8 @@ def run_training(cfg: Config, out: Path | None = None, plotter: Any = None) -> R
             te.features[sub], te.labels[sub], te.weights[sub], cfg.data.features)}
     if plotter is not None:
         plotter.submit(figures.summary_jobs(run, plot_dir))
-    return run
+
+
 
 
 def write_run(run: RunResult, out: Path, plotter: Any = None) -> None:
