@@ -1,0 +1,34 @@
+"""The background plotter used for large runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mva.evaluation.figures import Plotter
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_plotter_draws_jobs_and_returns_files(tmp_path: Path, parallel: bool) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 3))
+    labels = (rng.random(500) < 0.5).astype(int)
+    plotter = Plotter(parallel=parallel)
+    plotter.submit([("plot_loss", ("m", {"train": [1.0, 0.5, 0.4]}, tmp_path / "m_loss"),
+                     {"formats": ("png",)})])
+    plotter.submit([("plot_inputs", (X, labels, None, ["a", "b", "c"], tmp_path / "inputs"),
+                     {"formats": ("png", "pdf")})])
+    written = plotter.wait()
+    assert sorted(p.name for p in written) == ["inputs.pdf", "inputs.png", "m_loss.png"]
+    assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_plotter_error_surfaces_at_wait(tmp_path: Path) -> None:
+    plotter = Plotter(parallel=True)
+    # labels of the wrong length: the plot function raises in the worker
+    plotter.submit([("plot_inputs", (np.ones((5, 2)), np.ones(3), None, ["a", "b"],
+                                     tmp_path / "bad"), {"formats": ("png",)})])
+    with pytest.raises(ValueError):
+        plotter.wait()
