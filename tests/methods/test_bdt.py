@@ -3,11 +3,11 @@ on a validation set, regression losses, feature importance and storage as UBJSON
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import roundtrip, two_gaussians
 from sklearn.metrics import log_loss, roc_auc_score
 
 from mva.errors import NotFittedError
@@ -16,22 +16,8 @@ from mva.methods.bdt import BDT
 FAST = {"n_estimators": 60, "max_depth": 3, "n_jobs": 1}
 
 
-def two_gaussians(n: int, seed: int, d: int = 2, shift: float = 1.6):
-    rng = np.random.default_rng(seed)
-    X = np.vstack([rng.normal(shift / 2, 1.0, (n, d)), rng.normal(-shift / 2, 1.0, (n, d))])
-    y = np.r_[np.ones(n), np.zeros(n)].astype(np.int8)
-    return X, y
 
 
-def roundtrip(m, params: dict, task: str, tmp_path: Path):
-    meta, arrays, blobs = m.state()
-    np.savez(tmp_path / "a.npz", **arrays)
-    with np.load(tmp_path / "a.npz", allow_pickle=False) as z:
-        arrays2 = {k: z[k] for k in z.files}
-    for name, data in blobs.items():
-        (tmp_path / name).write_bytes(data)
-    blobs2 = {name: (tmp_path / name).read_bytes() for name in blobs}
-    return type(m).from_state(params, task, (json.loads(json.dumps(meta)), arrays2, blobs2))
 
 
 def test_separates_two_gaussians_with_per_tree_history() -> None:

@@ -3,11 +3,11 @@ logistic regression against scikit-learn, weighted least squares against scikit-
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import roundtrip
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -30,12 +30,6 @@ def unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def roundtrip(m, params: dict, task: str, tmp_path: Path):
-    meta, arrays, blobs = m.state()
-    np.savez(tmp_path / "a.npz", **arrays)
-    with np.load(tmp_path / "a.npz", allow_pickle=False) as z:
-        arrays2 = {k: z[k] for k in z.files}
-    return type(m).from_state(params, task, (json.loads(json.dumps(meta)), arrays2, blobs))
 
 
 @pytest.mark.parametrize("method", ["fisher", "logistic"])

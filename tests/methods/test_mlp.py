@@ -3,11 +3,11 @@ optimizer, weights, regression with point and likelihood losses, and storage wit
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import roundtrip, two_gaussians
 from sklearn.metrics import log_loss, roc_auc_score
 
 from mva.errors import NotFittedError
@@ -17,11 +17,6 @@ SMALL = {"hidden_layers": [16, 16], "epochs": 15, "early_stopping": False, "batc
          "learning_rate": 0.01, "device": "cpu"}
 
 
-def two_gaussians(n: int, seed: int, d: int = 2, shift: float = 1.6):
-    rng = np.random.default_rng(seed)
-    X = np.vstack([rng.normal(shift / 2, 1.0, (n, d)), rng.normal(-shift / 2, 1.0, (n, d))])
-    y = np.r_[np.ones(n), np.zeros(n)].astype(np.int8)
-    return X, y
 
 
 def parabola(n: int, seed: int, sigma: float):
@@ -30,12 +25,6 @@ def parabola(n: int, seed: int, sigma: float):
     return X, X[:, 0] ** 2 + rng.normal(0, sigma, n)
 
 
-def roundtrip(m, params: dict, task: str, tmp_path: Path):
-    meta, arrays, blobs = m.state()
-    np.savez(tmp_path / "a.npz", **arrays)
-    with np.load(tmp_path / "a.npz", allow_pickle=False) as z:
-        arrays2 = {k: z[k] for k in z.files}
-    return type(m).from_state(params, task, (json.loads(json.dumps(meta)), arrays2, blobs))
 
 
 @pytest.fixture(scope="module")

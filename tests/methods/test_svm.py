@@ -3,32 +3,17 @@ the training subset limit, weights, regression, and storage without pickle."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import roundtrip, two_gaussians
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics.pairwise import linear_kernel, polynomial_kernel, rbf_kernel
 from sklearn.svm import SVC, SVR
 
 from mva.errors import NotFittedError
 from mva.methods.svm import SVM, kernel_matrix
-
-
-def two_gaussians(n: int, seed: int, d: int = 2, shift: float = 1.6):
-    rng = np.random.default_rng(seed)
-    X = np.vstack([rng.normal(shift / 2, 1.0, (n, d)), rng.normal(-shift / 2, 1.0, (n, d))])
-    y = np.r_[np.ones(n), np.zeros(n)].astype(np.int8)
-    return X, y
-
-
-def roundtrip(m, params: dict, task: str, tmp_path: Path):
-    meta, arrays, blobs = m.state()
-    np.savez(tmp_path / "a.npz", **arrays)
-    with np.load(tmp_path / "a.npz", allow_pickle=False) as z:
-        arrays2 = {k: z[k] for k in z.files}
-    return type(m).from_state(params, task, (json.loads(json.dumps(meta)), arrays2, blobs))
 
 
 def test_kernel_matrix_matches_sklearn() -> None:

@@ -1,0 +1,27 @@
+"""Small data and storage helpers shared by the method tests (importable as ``helpers``:
+``tests/`` is on pytest's ``pythonpath``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def two_gaussians(n: int, seed: int, d: int = 2, shift: float = 1.6
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` signal events around +shift/2 and ``n`` background events around -shift/2."""
+    rng = np.random.default_rng(seed)
+    X = np.vstack([rng.normal(shift / 2, 1.0, (n, d)), rng.normal(-shift / 2, 1.0, (n, d))])
+    y = np.r_[np.ones(n), np.zeros(n)].astype(np.int8)
+    return X, y
+
+
+def roundtrip(m, params: dict, task: str, tmp_path: Path):
+    """A fitted method through its storage form (JSON meta, npz without pickle, blobs)."""
+    meta, arrays, blobs = m.state()
+    np.savez(tmp_path / "a.npz", **arrays)
+    with np.load(tmp_path / "a.npz", allow_pickle=False) as z:
+        arrays2 = {k: z[k] for k in z.files}
+    return type(m).from_state(params, task, (json.loads(json.dumps(meta)), arrays2, blobs))
