@@ -9,28 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from mva.errors import InputError
-from mva.io.events import evaluate_matrix, select
-from mva.io.expressions import ExpressionError, names_in
+from mva.io.events import evaluate_matrix, needed_branches, select
 from mva.io.readers import expand_files, iter_columns
 from mva.io.writers import TableWriter
 from mva.store import load_models
-from mva.training import method_columns
+from mva.training import branch_name, method_columns
 
 __all__ = ["apply"]
 
 log = logging.getLogger(__name__)
-
-
-def _needed(exprs: dict[str, str]) -> dict[str, str]:
-    needed: dict[str, str] = {}
-    for expr, role in exprs.items():
-        try:
-            for name in sorted(names_in(expr)):
-                needed.setdefault(name, f"{role} {expr}")
-        except ExpressionError as exc:
-            raise InputError(str(exc)) from None
-    return needed
 
 
 def apply(
@@ -46,11 +33,8 @@ def apply(
     manifest, trained = load_models(Path(run_dir), list(methods) if methods else None)
     features: list[str] = manifest["features"]
     default = float(manifest.get("default", -999.0))
-    roles = {f: "feature" for f in features}
-    roles.update({k: "kept branch" for k in keep})
-    if cut:
-        roles[cut] = "cut"
-    needed = _needed(roles)
+    needed = needed_branches({"feature": features, "kept branch": list(keep),
+                              "cut": [cut] if cut else []})
     paths = expand_files(list(inputs), key="INPUT")
     out_tree = (tree or "events").rsplit("/", 1)[-1]
     n_read = n_written = 0
@@ -68,7 +52,7 @@ def apply(
                 if keep:
                     K = evaluate_matrix(cols, list(keep), default, where, "kept branch", start,
                                         check_finite=False)
-                    out.update({_safe(k): K[:, j] for j, k in enumerate(keep)})
+                    out.update({branch_name(k): K[:, j] for j, k in enumerate(keep)})
                 for name, tm in trained.items():
                     pred, sigma = tm.predict(X)
                     out.update(method_columns(name, pred, sigma))
@@ -82,9 +66,3 @@ def apply(
                 n_written += len(X)
                 log.info("  %d events", n_written)
     return {"read": n_read, "written": n_written, "methods": list(trained), "output": str(output)}
-
-
-def _safe(name: str) -> str:
-    from mva.training import branch_name
-
-    return branch_name(name)

@@ -13,7 +13,8 @@ from mva.errors import InputError
 from mva.io.expressions import ExpressionError, evaluate, names_in
 from mva.io.readers import as_float, count_entries, expand_files, iter_columns, source_info
 
-__all__ = ["Events", "read_sample", "evaluate_matrix", "select", "load_events", "load_samples"]
+__all__ = ["Events", "read_sample", "evaluate_matrix", "select", "needed_branches",
+           "load_samples"]
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ def select(columns: Mapping[str, Any], cut: str, entries: np.ndarray, default: f
     return {k: v[mask] for k, v in columns.items()}, entries[mask]
 
 
-def _needed(exprs: Mapping[str, Sequence[str]]) -> dict[str, str]:
+def needed_branches(exprs: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """Branch -> the expression that reads it, for ``{role: [expression, ...]}``."""
     needed: dict[str, str] = {}
     for what, items in exprs.items():
         for expr in items:
@@ -130,7 +132,7 @@ def read_sample(
     paths = expand_files(list(files), key=f"{what}.files")
     exprs = {"feature": features, "spectator": spectators, "target": targets,
              "weight": [weight] if weight else [], "cut": [cut] if cut else []}
-    needed = _needed(exprs)
+    needed = needed_branches(exprs)
     parts = []
     for path in paths:
         where = f"{path}:{tree}" if tree else path
@@ -171,11 +173,6 @@ def read_sample(
         sel = f" after the cut {cut!r}" if cut else ""
         raise InputError(f"{what}: no events{sel} in {', '.join(paths)}")
     return events
-
-
-def load_events(cfg: Any) -> Events:
-    """Read all events a config describes (both classes for classification)."""
-    return Events.concatenate(load_samples(cfg))
 
 
 def load_samples(cfg: Any) -> list[Events]:
