@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+from mva.evaluation._arrays import as_1d, check_inputs, weights_or_ones
+
 __all__ = [
     "roc_curve",
     "roc_auc",
@@ -37,41 +39,6 @@ ArrayLike = np.ndarray | Sequence[float]
 # --------------------------------------------------------------------------- helpers
 
 
-def _as_1d(x: ArrayLike, name: str) -> np.ndarray:
-    arr = np.asarray(x, dtype=float)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        # model outputs often come as (n, 1) columns
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {np.shape(x)}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
-
-
-def _weights(weights: ArrayLike | None, n: int, name: str = "weights") -> np.ndarray:
-    if weights is None:
-        return np.ones(n)
-    w = _as_1d(weights, name)
-    if w.shape[0] != n:
-        raise ValueError(f"{name} has length {w.shape[0]}, expected {n}")
-    return w
-
-
-def _check_inputs(
-    scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validate and convert to float arrays; ``labels`` becomes a boolean signal mask."""
-    s = _as_1d(scores, "scores")
-    lab = np.asarray(labels).reshape(-1)
-    if lab.shape[0] != s.shape[0]:
-        raise ValueError(f"labels has length {lab.shape[0]}, expected {s.shape[0]}")
-    if not np.all(np.isin(lab, (0, 1))):
-        raise ValueError("labels must be 1 (signal) or 0 (background)")
-    w = _weights(weights, s.shape[0])
-    return s, lab.astype(bool), w
-
-
 def _cumulative(
     scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,7 +50,7 @@ def _cumulative(
         Thresholds in descending order (one per distinct score, ties grouped);
         the last entries of ``cum_sig``/``cum_bkg`` are the class totals.
     """
-    s, is_sig, w = _check_inputs(scores, labels, weights)
+    s, is_sig, w = check_inputs(scores, labels, weights)
     if not is_sig.any() or is_sig.all():
         raise ValueError("need both signal (label 1) and background (label 0) events")
     order = np.argsort(-s)  # ties are grouped below, so the order within them is irrelevant
@@ -199,7 +166,7 @@ def separation(
     with ``pS + pB <= 0`` (possible with negative weights) are skipped, as in TMVA.
     The result is 0 for identical and 1 for disjoint distributions.
     """
-    s, is_sig, w = _check_inputs(scores, labels, weights)
+    s, is_sig, w = check_inputs(scores, labels, weights)
     if not is_sig.any() or is_sig.all():
         raise ValueError("need both signal (label 1) and background (label 0) events")
     if int(bins) < 1:
@@ -265,11 +232,11 @@ def ks_2samp_weighted(
     -------
     statistic, p_value
     """
-    xa, xb = _as_1d(a, "a"), _as_1d(b, "b")
+    xa, xb = as_1d(a, "a"), as_1d(b, "b")
     if xa.size == 0 or xb.size == 0:
         raise ValueError("both samples must be non-empty")
-    wa_ = _weights(wa, xa.size, "wa")
-    wb_ = _weights(wb, xb.size, "wb")
+    wa_ = weights_or_ones(wa, xa.size, "wa")
+    wb_ = weights_or_ones(wb, xb.size, "wb")
     if not (np.any(wa_ != 0) and np.any(wb_ != 0)):
         raise ValueError("each sample needs at least one non-zero weight")
     statistic = _ks_distance(xa, wa_, xb, wb_)

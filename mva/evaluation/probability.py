@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
+from mva.evaluation._arrays import check_inputs, weighted_quantile
+
 logger = logging.getLogger(__name__)
 
 _FORMAT = "mva.ScoreDensities"
@@ -35,42 +37,6 @@ _TINY_REL = 1e-9
 _N_CDF_KNOTS = 2001
 
 
-def _as_1d(name: str, values: Any) -> np.ndarray:
-    arr = np.asarray(values, dtype=float).ravel()
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} has {int(np.sum(~np.isfinite(arr)))} non-finite values")
-    return arr
-
-
-def _check_inputs(
-    scores: Any, labels: Any, weights: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validate and flatten (scores, labels, weights); labels become booleans (True = signal)."""
-    s = _as_1d("scores", scores)
-    lab = np.asarray(labels).ravel()
-    if lab.shape != s.shape:
-        raise ValueError(f"labels has {lab.size} entries, scores has {s.size}")
-    if not np.all((lab == 0) | (lab == 1)):
-        raise ValueError("labels must be 1 (signal) or 0 (background)")
-    w = np.ones_like(s) if weights is None else _as_1d("weights", weights)
-    if w.shape != s.shape:
-        raise ValueError(f"weights has {w.size} entries, scores has {s.size}")
-    return s, lab.astype(bool), w
-
-
-def _weighted_quantile(x: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Inverted-CDF quantiles of ``x`` for non-negative weights ``w``: the smallest ``x`` whose
-    cumulative weight reaches ``q`` of the total.
-
-    Unlike interpolating definitions, this gives the same answer for an event of integer weight
-    ``k`` and for ``k`` copies of it.
-    """
-    order = np.argsort(x)
-    cum = np.cumsum(w[order])
-    idx = np.searchsorted(cum, q * cum[-1], side="left")
-    return x[order][np.clip(idx, 0, x.size - 1)]
-
-
 def _rule_bandwidth(x: np.ndarray, w: np.ndarray, rule: str) -> float:
     """Scott (``A n^-1/5``, as scipy.stats.gaussian_kde) or Silverman (``0.9 A n^-1/5``) width.
 
@@ -84,7 +50,7 @@ def _rule_bandwidth(x: np.ndarray, w: np.ndarray, rule: str) -> float:
     n_eff = total**2 / np.sum(aw**2)
     mean = np.sum(aw * x) / total
     sigma = float(np.sqrt(np.sum(aw * (x - mean) ** 2) / total))
-    q25, q75 = _weighted_quantile(x, aw, np.array([0.25, 0.75]))
+    q25, q75 = weighted_quantile(x, [0.25, 0.75], aw, method="inverted_cdf")
     spread = min(sigma, (q75 - q25) / 1.349) if q75 > q25 else sigma
     return (1.0 if rule == "scott" else 0.9) * spread * n_eff ** (-0.2)
 
@@ -102,7 +68,8 @@ def _score_grid(
     # Each class gets half of the quantile nodes' weight, whatever the class sizes.
     balance = np.where(is_sig, 1.0 / aw[is_sig].sum(), 1.0 / aw[~is_sig].sum())
     n_even = n_grid // 2
-    quantiles = _weighted_quantile(x, aw * balance, np.linspace(0.0, 1.0, n_grid - n_even))
+    quantiles = weighted_quantile(x, np.linspace(0.0, 1.0, n_grid - n_even), aw * balance,
+                                  method="inverted_cdf")
     return np.unique(np.r_[lo, np.linspace(lo, hi, n_even), quantiles, hi])
 
 
@@ -253,7 +220,7 @@ class ScoreDensities:
         ScoreDensities
             ``self``.
         """
-        s, is_sig, w = _check_inputs(scores, labels, weights)
+        s, is_sig, w = check_inputs(scores, labels, weights, flatten=True)
         for name, mask in (("signal", is_sig), ("background", ~is_sig)):
             if not mask.any():
                 raise ValueError(f"no {name} events to fit")
@@ -386,7 +353,7 @@ class ScoreDensities:
 def _bin_probabilities(
     prob: Any, labels: Any, weights: Any, bins: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    p, is_sig, w = _check_inputs(prob, labels, weights)
+    p, is_sig, w = check_inputs(prob, labels, weights, flatten=True)
     if np.any((p < 0) | (p > 1)):
         raise ValueError("probabilities must lie in [0, 1]")
     if int(bins) < 1:
@@ -470,7 +437,7 @@ def reweight_to_fraction(labels: Any, weights: Any, signal_fraction: float) -> n
         New weights.
     """
     lab = np.asarray(labels).ravel()
-    _, is_sig, w = _check_inputs(np.zeros(lab.size), lab, weights)
+    _, is_sig, w = check_inputs(np.zeros(lab.size), lab, weights, flatten=True)
     f = float(signal_fraction)
     if not 0.0 <= f <= 1.0:
         raise ValueError(f"signal_fraction must be in [0, 1], got {signal_fraction}")

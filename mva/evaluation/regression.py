@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mva.evaluation.classification import _as_1d
+from mva.evaluation._arrays import as_1d, positive_total, weighted_quantile, weights_or_ones
 
 __all__ = [
     "weighted_quantile",
@@ -40,89 +40,26 @@ _REL_TOL = 1e-12
 # --------------------------------------------------------------------------- helpers
 
 
-
-
 def _values_weights(
     x: ArrayLike, weights: ArrayLike | None, name: str = "x"
 ) -> tuple[np.ndarray, np.ndarray]:
-    arr = _as_1d(x, name)
-    if weights is None:
-        w = np.ones(arr.size)
-    else:
-        w = _as_1d(weights, "weights")
-        if w.size != arr.size:
-            raise ValueError(f"weights has length {w.size}, expected {arr.size}")
-    return arr, w
-
-
-def _total(w: np.ndarray) -> float:
-    total = float(np.sum(w))
-    if not total > 0:
-        raise ValueError(f"weights must sum to a positive value, got {total:g}")
-    return total
+    arr = as_1d(x, name)
+    return arr, weights_or_ones(weights, arr.size)
 
 
 def _wmean(x: np.ndarray, w: np.ndarray) -> float:
-    return float(np.sum(w * x) / _total(w))
+    return float(np.sum(w * x) / positive_total(w))
 
 
 def _wstd(x: np.ndarray, w: np.ndarray) -> tuple[float, float]:
     """Weighted mean and standard deviation (population, i.e. normalised by sum w)."""
     mean = _wmean(x, w)
-    var = float(np.sum(w * (x - mean) ** 2) / _total(w))
+    var = float(np.sum(w * (x - mean) ** 2) / positive_total(w))
     # negative weights can push the variance estimate below zero
     return mean, float(np.sqrt(max(var, 0.0)))
 
 
 # --------------------------------------------------------------------------- quantiles
-
-
-def weighted_quantile(
-    x: ArrayLike, q: float | ArrayLike, weights: ArrayLike | None = None
-) -> float | np.ndarray:
-    """Weighted quantile(s) with linear interpolation.
-
-    Each sorted value ``x_i`` sits at the cumulative position
-    ``p_i = (sum_{j<=i} w_j - w_i / 2) / sum w`` (the "hazen" plotting position),
-    and ``q`` is interpolated linearly between neighbouring positions; ``q``
-    outside ``[p_0, p_last]`` gives the extreme values.  With unit weights this
-    equals ``numpy.quantile(x, q, method="hazen")`` and the median equals
-    ``numpy.median``.  Zero-weight entries are ignored.
-
-    Returns
-    -------
-    float or numpy.ndarray
-        A float for scalar ``q``, else an array shaped like ``q``.
-    """
-    arr, w = _values_weights(x, weights)
-    keep = w != 0
-    arr, w = arr[keep], w[keep]
-    if arr.size == 0:
-        raise ValueError("need at least one entry with non-zero weight")
-    total = _total(w)
-    q_arr = np.asarray(q, dtype=float)
-    if np.any((q_arr < 0) | (q_arr > 1)) or not np.all(np.isfinite(q_arr)):
-        raise ValueError(f"quantiles must lie in [0, 1], got {q}")
-
-    order = np.argsort(arr, kind="stable")
-    xs, ws = arr[order], w[order]
-    pos = np.maximum.accumulate((np.cumsum(ws) - 0.5 * ws) / total)
-
-    flat_q = q_arr.reshape(-1)
-    # j = first position >= q; for j >= 1 the left neighbour lies strictly below q
-    j = np.searchsorted(pos, flat_q, side="left")
-    out = np.empty(flat_q.size)
-    low = j == 0
-    high = j >= xs.size
-    out[low] = xs[0]
-    out[high] = xs[-1]
-    mid = ~(low | high)
-    jm = j[mid]
-    frac = (flat_q[mid] - pos[jm - 1]) / (pos[jm] - pos[jm - 1])
-    out[mid] = xs[jm - 1] + frac * (xs[jm] - xs[jm - 1])
-    if q_arr.ndim == 0:
-        return float(out[0])
-    return out.reshape(q_arr.shape)
 
 
 def weighted_median(x: ArrayLike, weights: ArrayLike | None = None) -> float:
@@ -143,7 +80,7 @@ def sigma_eff(x: ArrayLike, weights: ArrayLike | None = None, fraction: float = 
     arr, w = _values_weights(x, weights)
     if arr.size == 0:
         raise ValueError("need at least one entry")
-    total = _total(w)
+    total = positive_total(w)
     # an interval holds all events at its end values, so work on distinct values with
     # their summed weight (this also makes +w/-w pairs at one value cancel exactly)
     xs, inverse = np.unique(arr, return_inverse=True)
@@ -189,7 +126,7 @@ def regression_metrics(
         (weighted fraction of events with ``|d| < width``).
     """
     pred, w = _values_weights(prediction, weights, "prediction")
-    tgt = _as_1d(target, "target")
+    tgt = as_1d(target, "target")
     if tgt.size != pred.size:
         raise ValueError(f"target has length {tgt.size}, expected {pred.size}")
     if pred.size == 0:
@@ -219,13 +156,13 @@ def regression_metrics(
         "median": float(median),
     }
     if width is not None:
-        sig = _as_1d(width, "width")
+        sig = as_1d(width, "width")
         if sig.size != d.size:
             raise ValueError(f"width has length {sig.size}, expected {d.size}")
         if np.any(sig <= 0):
             raise ValueError("width must be positive")
         result["pull_sigma_eff"] = sigma_eff(d / sig, w)
-        result["coverage_68"] = float(np.sum(w[np.abs(d) < sig]) / _total(w))
+        result["coverage_68"] = float(np.sum(w[np.abs(d) < sig]) / positive_total(w))
     return result
 
 
@@ -246,7 +183,7 @@ def binned_profile(
         ``bias`` and ``sigma_eff`` are NaN for bins without positive weight.
     """
     xv, w = _values_weights(x, weights)
-    dv = _as_1d(d, "d")
+    dv = as_1d(d, "d")
     if dv.size != xv.size:
         raise ValueError(f"d has length {dv.size}, expected {xv.size}")
     if int(bins) < 1:

@@ -1,0 +1,248 @@
+"""Infrastructure of the plots: style, saving, figures, legends, curve thinning, input checks,
+colours.
+
+Importing this module selects matplotlib's non-interactive Agg backend before pyplot is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+# a batch tool writes files only: never try to open a window (e.g. on a node without display)
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import mplhep  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
+
+from mva.evaluation._arrays import as_1d, signal_mask, weights_or_ones  # noqa: E402
+
+# one logger for all plot modules, named as before the split into modules
+logger = logging.getLogger("mva.evaluation.plots")
+
+Formats = Sequence[str]
+DEFAULT_FORMATS: tuple[str, ...] = ("png", "pdf")
+
+# Petroff colour-blind-safe palette, the one mplhep's CMS style cycles through
+SIGNAL = "#5790fc"
+BACKGROUND = "#e42536"
+COLOURS = ("#5790fc", "#f89c20", "#e42536", "#964a8b", "#9c9ca1", "#7a21dd", "#2ca02c", "#000000")
+REFERENCE = "#7f7f7f"
+
+# curves with one point per distinct score (10^6 for large test sets) make huge PDFs; this
+# many points, spread along the drawn arc length, are indistinguishable from all of them
+_MAX_POINTS = 2000
+# fixed resolution so that file sizes and test expectations do not depend on local rcParams
+_RC: dict[str, Any] = {"savefig.dpi": 100, "figure.dpi": 100}
+# grids of panels need smaller text than CMS's 26 pt single plots
+# and no minor ticks: matplotlib's tick objects dominate the drawing time of a 20-panel grid
+_RC_GRID: dict[str, Any] = {"font.size": 18, "xtick.minor.visible": False,
+                            "ytick.minor.visible": False}
+
+
+# --------------------------------------------------------------------------- infrastructure
+
+
+def _formats(formats: Formats | str) -> list[str]:
+    if isinstance(formats, str):
+        formats = (formats,)
+    return [str(f).lower().lstrip(".") for f in formats]
+
+
+def _grid_margins(fig: Figure, top_in: float = 0.8) -> None:
+    """Fixed margins (in inches) for a grid of panels: constrained layout and tight bounding
+    boxes cost a full extra draw each, seconds for a 20-panel figure."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=1.3 / w, right=1 - 0.3 / w, bottom=1.0 / h, top=1 - top_in / h,
+                        wspace=0.38, hspace=0.42)
+
+
+def save(fig: Figure, stem: str | Path, formats: Formats = DEFAULT_FORMATS,
+         tight: bool = True) -> list[Path]:
+    """Write ``fig`` as ``stem.<fmt>`` for each format, creating parent directories.
+
+    The figure is not closed (the plot functions close their own figures).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The written files, in the order of ``formats``.
+    """
+    stem = Path(stem)
+    fmts = _formats(formats)
+    supported = fig.canvas.get_supported_filetypes()
+    unknown = [f for f in fmts if f not in supported]
+    if unknown:
+        raise ValueError(f"unsupported plot format(s) {unknown}; choose from {sorted(supported)}")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in fmts:
+        # not with_suffix: a stem such as "roc_v1.2" must keep its dot
+        path = stem.with_name(f"{stem.name}.{fmt}")
+        # no creation date in PDFs, so that re-running a configuration reproduces the file
+        metadata = {"CreationDate": None} if fmt == "pdf" else None
+        fig.savefig(path, format=fmt, bbox_inches="tight" if tight else None, metadata=metadata)
+        paths.append(path)
+    logger.debug("wrote %s", ", ".join(str(p) for p in paths))
+    return paths
+
+
+def _save(*args: Any, **kwargs: Any) -> list[Path]:
+    """Call ``mva.evaluation.plots.save``, looked up at call time.
+
+    Every plot function saves through the package's name, so that replacing it (the tests
+    capture the drawn figures that way) reaches all of them, whichever module they live in.
+    """
+    from mva.evaluation import plots
+
+    return plots.save(*args, **kwargs)
+
+
+@contextmanager
+def _figure(*args: Any, rc: dict[str, Any] | None = None, **kwargs: Any) -> Iterator[Any]:
+    """``plt.subplots`` inside the plot style; the figure is closed when the block ends.
+
+    Saving must happen inside the block: tick labels pick up the style only when drawn.
+    """
+    with plt.style.context([mplhep.style.CMS, _RC, rc or {}]):
+        fig, axes = plt.subplots(*args, **kwargs)
+        try:
+            yield fig, axes
+        finally:
+            plt.close(fig)
+
+
+def _legend_fraction(ax: Axes, n_lines: int) -> float:
+    """Fraction of the height of ``ax`` taken by an upper legend with ``n_lines`` rows."""
+    size = FontProperties(size=plt.rcParams["legend.fontsize"]).get_size_in_points()
+    height = ax.get_position().height * ax.figure.get_figheight()
+    # a row is the text plus the label spacing; 0.3 in for the border padding
+    needed = n_lines * 1.75 * size / 72.0 + 0.3
+    return min(0.7, needed / max(height, 1e-3))
+
+
+def _headroom(ax: Axes, ymax: float, n_lines: int, ymin: float = 0.0, log: bool = False) -> None:
+    """Extend the y range above ``ymax`` so that an upper legend does not cover the data."""
+    if not np.isfinite(ymax) or ymax <= ymin:
+        return
+    frac = _legend_fraction(ax, n_lines)
+    if log:
+        if ymin <= 0:
+            return
+        top = ymax * (ymax / ymin) ** (frac / (1.0 - frac))
+    else:
+        top = ymin + (ymax - ymin) / (1.0 - frac)
+    ax.set_ylim(ymin, top)
+
+
+def _legend(ax: Axes, **kwargs: Any) -> None:
+    """``ax.legend`` unless nothing is labelled (matplotlib warns about an empty legend)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
+def _legend_above(
+    ax: Axes, handles: list[Any] | None = None, ncols: int = 2, **kwargs: Any
+) -> None:
+    """Legend in a box above the axes, for plots where no region is guaranteed free of data."""
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    else:
+        labels = [h.get_label() for h in handles]
+    if handles:
+        ax.legend(
+            handles,
+            labels,
+            loc="lower center",
+            bbox_to_anchor=(0.5, 1.01),
+            ncols=ncols,
+            borderaxespad=0.0,
+            **kwargs,
+        )
+
+
+def _thin(*coords: np.ndarray, max_points: int = _MAX_POINTS) -> np.ndarray:
+    """Indices of at most ~``max_points`` points spread evenly along a curve's drawn length.
+
+    Each coordinate is scaled to its range first, so the spacing is even on the plot; the
+    first and last points are always kept.
+    """
+    n = len(coords[0])
+    if n <= max_points:
+        return np.arange(n)
+    step2 = np.zeros(n - 1)
+    for c in coords:
+        c = np.asarray(c, dtype=float)
+        finite = np.isfinite(c)
+        span = float(np.ptp(c[finite])) if finite.any() else 0.0
+        if span > 0:
+            step2 += np.nan_to_num(np.diff(c) / span) ** 2
+    arc = np.r_[0.0, np.cumsum(np.sqrt(step2))]
+    if arc[-1] <= 0:
+        idx = np.linspace(0, n - 1, max_points).astype(int)
+    else:
+        idx = np.searchsorted(arc, np.linspace(0.0, arc[-1], max_points))
+    return np.unique(np.r_[0, np.clip(idx, 0, n - 1), n - 1])
+
+
+def _array(x: Any, name: str) -> np.ndarray:
+    """1-d float array; non-finite values are kept (plots drop them with a warning)."""
+    return as_1d(x, name, finite=False)
+
+
+def _weights(weights: Any, n: int) -> np.ndarray:
+    """Weights of length ``n`` (unit weights for ``None``); non-finite values are kept."""
+    return weights_or_ones(weights, n, finite=False)
+
+
+_signal_mask = signal_mask
+
+
+def _matrix(X: Any, names: Sequence[str] | None) -> tuple[np.ndarray, list[str]]:
+    arr = np.asarray(X, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"X must be two-dimensional, got shape {arr.shape}")
+    if names is None:
+        names = [f"x{j}" for j in range(arr.shape[1])]
+    names = [str(n) for n in names]
+    if len(names) != arr.shape[1]:
+        raise ValueError(f"{len(names)} names for {arr.shape[1]} variables")
+    return arr, names
+
+
+def _unit_area(
+    x: np.ndarray, w: np.ndarray, edges: np.ndarray, norm: float | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Weighted histogram divided by ``norm * bin width`` and its statistical error.
+
+    ``norm`` defaults to the weight inside the range (unit area); ``None`` is returned where
+    the normalisation is not positive.
+    """
+    h, _ = np.histogram(x, bins=edges, weights=w)
+    h2, _ = np.histogram(x, bins=edges, weights=w * w)
+    total = float(h.sum()) if norm is None else float(norm)
+    if not total > 0:
+        return None
+    scale = total * np.diff(edges)
+    return h / scale, np.sqrt(h2) / scale
+
+
+def _fmt_p(p: Any) -> str:
+    return "n/a" if p is None or not np.isfinite(p) else f"{float(p):.3f}"
+
+
+def _response_label(name: str) -> str:
+    return f"{name} response" if name else "response"
+
+

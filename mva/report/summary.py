@@ -1,0 +1,290 @@
+"""Summary tables (classification, regression), notes, variable ranking and method details."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from mva.report._html import (
+    _BEST,
+    _argbest,
+    _esc,
+    _finite,
+    _fmt,
+    _fmt_p,
+    _get,
+    _method_cell,
+    _num_cell,
+    _table,
+    _th,
+)
+from mva.report.run_files import RunFiles
+
+EFF_BKG_KEYS = ("0.01", "0.1", "0.3")
+# a KS p-value below this flags a train/test difference (TMVA's overtraining check)
+KS_WARN = 0.05
+
+
+def classification_summary(run: RunFiles) -> str:
+    """Binary: AUC, effS at effB, separation, KS, working point, calibration."""
+    methods = run.methods
+    best = _argbest({n: _get(m, "test", "roc_auc") for n, m in methods.items()}, largest=True)
+    group = ('<tr class="group"><th></th><th></th><th></th>'
+             '<th colspan="3">εS at εB = 0.01 / 0.1 / 0.3</th><th></th>'
+             '<th colspan="2">KS p-value</th><th colspan="4">working point</th>'
+             "<th></th><th></th></tr>")
+    head = group + "<tr>" + "".join([
+        _th("method", num=False), _th("type", num=False),
+        _th("AUC", title="area under the ROC curve, test (train)"),
+        *(_th(f"εB={k}", title=f"signal efficiency at background efficiency {k}, test (train)")
+          for k in EFF_BKG_KEYS),
+        _th("separation", title="<S²> of the response, test (train)"),
+        _th("signal", title="Kolmogorov-Smirnov p-value train vs test, signal"),
+        _th("background", title="Kolmogorov-Smirnov p-value train vs test, background"),
+        _th("cut", title="response cut (select y ≥ cut) that maximises the significance"),
+        _th("Z", title="significance S/√(S+B) at the cut, expected yields"),
+        _th("εS"), _th("εB"),
+        _th("ECE", title="expected calibration error of P(S|y) on the test sample"),
+        _th("fit s", title="training time in seconds"),
+    ]) + "</tr>"
+    rows = []
+    for name, m in methods.items():
+        test, train = m.get("test") or {}, m.get("train") or {}
+        ks = m.get("overtraining") or {}
+        wp = m.get("working_point") or {}
+        cells = [_method_cell(name, name == best),
+                 f"<td>{_esc(_get(run.manifest, 'methods', name, 'type') or '')}</td>",
+                 _num_cell(test.get("roc_auc"), ".4f", train.get("roc_auc"), show_train=True)]
+        for k in EFF_BKG_KEYS:
+            cells.append(_num_cell(_get(test, "eff_sig_at_bkg", k), ".3f",
+                                   _get(train, "eff_sig_at_bkg", k), show_train=True))
+        cells.append(_num_cell(test.get("separation"), ".3f", train.get("separation"),
+                               show_train=True))
+        for cls_name in ("signal", "background"):
+            p = ks.get(f"ks_pvalue_{cls_name}")
+            pv = _finite(p)
+            warn = pv is not None and pv < KS_WARN
+            cells.append(_num_cell(
+                p, "", fmt=_fmt_p, cls="warn" if warn else "",
+                title=f"p < {KS_WARN}: train and test responses differ (overtraining?)"
+                if warn else ""))
+        cells += [_num_cell(wp.get("cut"), "#.4g"), _num_cell(wp.get("significance"), ".2f"),
+                  _num_cell(wp.get("eff_sig"), ".3f"), _num_cell(wp.get("eff_bkg"), ".3f"),
+                  _num_cell(_get(m, "calibration", "ece"), ".4f"),
+                  _num_cell(m.get("fit_seconds"), ".1f")]
+        rows.append(f'<tr{_BEST if name == best else ""} data-method="{_esc(name)}">'
+                    + "".join(cells) + "</tr>")
+    fractions = {_finite(m.get("signal_fraction")) for m in methods.values()} - {None}
+    f_text = (f" P(S|y) uses the signal fraction {_fmt(next(iter(fractions)), '.4g')}."
+              if len(fractions) == 1 else "")
+    note = ("<p class=\"note\">Test sample, training sample in brackets. Best method (highest test "
+            f"AUC) highlighted. KS p-values below {KS_WARN} are marked as an overtraining warning. "
+            "The working point is the cut that maximises S/√(S+B) for the expected yields."
+            f"{_esc(f_text)}</p>")
+    return _table(head, rows, "summary") + note
+
+
+def _regression_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str | None, dict, dict]]:
+    """(method, target or None, test, train); a multi-target run has one dict per target."""
+    out = []
+    for name, m in metrics.items():
+        test, train = m.get("test") or {}, m.get("train") or {}
+        if test and all(isinstance(v, Mapping) for v in test.values()):
+            for target, t in test.items():
+                out.append((name, str(target), dict(t), dict(train.get(target) or {})))
+        else:
+            out.append((name, None, dict(test), dict(train)))
+    return out
+
+
+_REG_COLUMNS = (
+    ("bias", "#.4g", "weighted mean of prediction − target"),
+    ("rms", "#.4g", "standard deviation of prediction − target"),
+    ("rms_trunc", "#.4g", "standard deviation of the residuals within 2 rms of the bias"),
+    ("mae", "#.4g", "mean absolute error"),
+    ("sigma_eff", "#.4g", "half-width of the narrowest interval with 68.3 % of the residuals, "
+                         "test (train)"),
+    ("median", ".4f", "median of the prediction / target ratio"),
+    ("pull_sigma_eff", ".3f", "sigma_eff of the pulls (1 for a calibrated width)"),
+    ("coverage_68", ".3f", "fraction of targets inside prediction ± width (0.683 if calibrated)"),
+)
+
+
+def regression_summary(run: RunFiles) -> str:
+    """Regression: bias, rms, sigma_eff, ... per method (and target)."""
+    rows_in = _regression_rows(run.methods)
+    multi = any(t is not None for _, t, _, _ in rows_in)
+    best: dict[str | None, str | None] = {}
+    for target in {t for _, t, _, _ in rows_in}:
+        best[target] = _argbest({n: te.get("sigma_eff") for n, t, te, _ in rows_in
+                                 if t == target}, largest=False)
+    head = "<tr>" + _th("method", num=False) + _th("type", num=False)
+    if multi:
+        head += _th("target", num=False)
+    head += "".join(_th(c, title=t) for c, _, t in _REG_COLUMNS) + _th("fit s") + "</tr>"
+    rows = []
+    for name, target, test, train in rows_in:
+        is_best = best.get(target) == name
+        cells = [_method_cell(name, is_best),
+                 f"<td>{_esc(_get(run.manifest, 'methods', name, 'type') or '')}</td>"]
+        if multi:
+            cells.append(f"<td>{_esc(target or '')}</td>")
+        for col, spec, _ in _REG_COLUMNS:
+            cells.append(_num_cell(test.get(col), spec, train.get(col),
+                                   show_train=col == "sigma_eff"))
+        cells.append(_num_cell(_get(run.methods, name, "fit_seconds"), ".1f"))
+        target_attr = f' data-target="{_esc(target)}"' if target is not None else ""
+        rows.append(f'<tr{_BEST if is_best else ""} data-method="{_esc(name)}"'
+                    f"{target_attr}>" + "".join(cells) + "</tr>")
+    note = ("<p class=\"note\">Test sample (sigma_eff: training sample in brackets). Best method "
+            "(smallest test sigma_eff) highlighted. – : not available for this method.</p>")
+    return _table(head, rows, "summary") + note
+
+
+def _notes(run: RunFiles) -> str:
+    items = []
+    for name, m in run.methods.items():
+        for note in _method_notes(run, name, m):
+            items.append(f"<li><strong>{_esc(name)}</strong>: {_esc(note)}</li>")
+    return f'<ul class="notes">{"".join(items)}</ul>' if items else ""
+
+
+def _method_notes(run: RunFiles, name: str, m: Mapping[str, Any]) -> list[str]:
+    notes: list[str] = []
+    for source in (m.get("notes"), _get(run.manifest, "methods", name, "notes")):
+        for note in source or []:
+            if str(note) not in notes:
+                notes.append(str(note))
+    return notes
+
+
+# --------------------------------------------------------------------------- variable ranking
+
+
+def _ranking(run: RunFiles) -> str | None:
+    separation = _get(run.metrics, "variables", "separation") or {}
+    drops = {n: _get(m, "importance", "permutation_auc_drop") for n, m in run.methods.items()}
+    drops = {n: d for n, d in drops.items() if isinstance(d, Mapping) and d}
+    gains = {n: _get(m, "importance", "gain") for n, m in run.methods.items()}
+    gains = {n: g for n, g in gains.items() if isinstance(g, Mapping) and g}
+    if not (separation or drops or gains):
+        return None
+    names: list[str] = []
+    for source in (run.manifest.get("features") or [], separation, *drops.values(),
+                   *gains.values()):
+        for v in source:
+            if str(v) not in names:
+                names.append(str(v))
+
+    # by decreasing separation; variables without one keep their order after the others
+    def key(i: int) -> tuple[float, int]:
+        v = _finite(separation.get(names[i]))
+        return (-v if v is not None else math.inf), i
+
+    order = sorted(range(len(names)), key=key)
+    top = max((_finite(v) or 0.0 for v in separation.values()), default=0.0)
+    group = ('<tr class="group"><th></th><th></th><th></th>'
+             + (f'<th colspan="{len(drops)}">permutation AUC drop</th>' if drops else "")
+             + (f'<th colspan="{len(gains)}">BDT gain</th>' if gains else "") + "</tr>")
+    head = group + "<tr>" + _th("#") + _th("variable", num=False) + _th(
+        "separation", title="<S²> of signal and background, test sample")
+    head += "".join(_th(n, title=f"AUC loss of {n} when the variable is shuffled")
+                    for n in drops)
+    head += "".join(_th(n, title=f"share of the split gain of {n}") for n in gains) + "</tr>"
+    rows = []
+    for rank, i in enumerate(order, 1):
+        var = names[i]
+        sep = _finite(separation.get(var))
+        # a bar under the number shows the separation relative to the best variable
+        style = ""
+        if sep is not None and top > 0:
+            pct = max(0.0, min(100.0, 100.0 * sep / top))
+            style = (f"background-image:linear-gradient(90deg,#dce8f5 {pct:.1f}%,"
+                     f"transparent {pct:.1f}%)")
+        sep_cell = _num_cell(sep, ".4f", style=style)
+        cells = [f'<td class="num">{rank}</td>', f"<td><code>{_esc(var)}</code></td>", sep_cell]
+        cells += [_num_cell(d.get(var), ".4f") for d in drops.values()]
+        cells += [_num_cell(g.get(var), ".3f") for g in gains.values()]
+        rows.append(f'<tr data-variable="{_esc(var)}">' + "".join(cells) + "</tr>")
+    note = ("<p class=\"note\">Sorted by separation. Permutation AUC drop: loss of test AUC when "
+            "the variable is randomly shuffled (larger = more important). BDT gain: share of the "
+            "total split gain.</p>")
+    return _table(head, rows, "ranking") + note
+
+
+# --------------------------------------------------------------------------- method details
+
+
+def _method_details(run: RunFiles, name: str) -> str:
+    info = _get(run.manifest, "methods", name) or {}
+    parts = []
+    params = info.get("params")
+    if isinstance(params, Mapping) and params:
+        text = ", ".join(f"{k}={_compact(v)}" for k, v in params.items())
+        parts.append(f"<p class=\"note\">parameters: <code>{_esc(text)}</code></p>")
+    steps = _get(info, "preprocess", "steps")
+    if isinstance(steps, list):
+        names = [str(s.get("name", "?")) if isinstance(s, Mapping) else str(s) for s in steps]
+        parts.append(f"<p class=\"note\">preprocessing: {_esc(', '.join(names) or 'none')}</p>")
+    notes = _method_notes(run, name, run.methods.get(name) or {})
+    if notes:
+        parts.append('<ul class="notes">' + "".join(f"<li>{_esc(n)}</li>" for n in notes)
+                     + "</ul>")
+    return "\n".join(parts)
+
+
+def _compact(v: Any) -> str:
+    return json.dumps(v, separators=(",", ":"), default=str) if not isinstance(v, str) else v
+
+
+def multiclass_summary(run: RunFiles) -> str:
+    """Multiclass: accuracy, macro AUC, per-class AUC, log loss, the smallest KS p-value and
+    the calibration (largest per-class ECE) of each method."""
+    methods = run.methods
+    classes = [str(c) for c in run.metrics.get("classes") or []]
+    best = _argbest({n: _get(m, "test", "accuracy") for n, m in methods.items()}, largest=True)
+    group = ('<tr class="group"><th></th><th></th><th></th><th></th>'
+             f'<th colspan="{len(classes)}">one-vs-rest AUC</th><th></th><th></th><th></th>'
+             "<th></th></tr>")
+    head = group + "<tr>" + "".join([
+        _th("method", num=False), _th("type", num=False),
+        _th("accuracy", title="weighted fraction of events whose most probable class is "
+                              "their true class, test (train)"),
+        _th("macro AUC", title="mean of the one-vs-rest AUCs, test (train)"),
+        *(_th(c, title=f"AUC of {c} against the other classes, test sample")
+          for c in classes),
+        _th("log loss", title="weighted cross-entropy, test (train)"),
+        _th("KS p", title="smallest per-class Kolmogorov-Smirnov p-value, train vs test"),
+        _th("ECE", title="largest per-class expected calibration error of the probabilities "
+                         "for the expected composition"),
+        _th("fit s", title="training time in seconds"),
+    ]) + "</tr>"
+    rows = []
+    for name, m in methods.items():
+        test, train = m.get("test") or {}, m.get("train") or {}
+        ks = [v for v in (_get(m, "overtraining", "ks_pvalue") or {}).values()
+              if _finite(v) is not None]
+        p_min = min(ks) if ks else None
+        warn = p_min is not None and p_min < KS_WARN
+        eces = [_finite(_get(v, "ece")) for v in (m.get("calibration") or {}).values()]
+        eces = [e for e in eces if e is not None]
+        cells = [_method_cell(name, name == best),
+                 f"<td>{_esc(_get(run.manifest, 'methods', name, 'type') or '')}</td>",
+                 _num_cell(test.get("accuracy"), ".4f", train.get("accuracy"), show_train=True),
+                 _num_cell(test.get("roc_auc_macro"), ".4f", train.get("roc_auc_macro"),
+                           show_train=True),
+                 *(_num_cell(_get(test, "roc_auc_ovr", c), ".4f") for c in classes),
+                 _num_cell(test.get("log_loss"), ".4f", train.get("log_loss"), show_train=True),
+                 _num_cell(p_min, "", fmt=_fmt_p, cls="warn" if warn else "",
+                           title=f"p < {KS_WARN}: train and test responses differ "
+                                 "(overtraining?)" if warn else ""),
+                 _num_cell(max(eces) if eces else None, ".4f"),
+                 _num_cell(m.get("fit_seconds"), ".1f")]
+        rows.append(f'<tr{_BEST if name == best else ""} data-method="{_esc(name)}">'
+                    + "".join(cells) + "</tr>")
+    note = ("<p class=\"note\">Test sample, training sample in brackets. Best method (highest "
+            "test accuracy) highlighted. KS p-values below "
+            f"{KS_WARN} are marked as an overtraining warning.</p>")
+    return _table(head, rows, "summary") + note
