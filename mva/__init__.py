@@ -7,10 +7,13 @@ io.readers      ROOT (uproot), CSV, Parquet -> column chunks; ``io.expressions``
 io.events       the in-memory event table (``Events``) built from a config
 io.writers      atomic writers: ROOT TTrees (mktree/extend), CSV, Parquet, run directories
 preprocessing   standardize, minmax, decorrelate, pca, uniform, gauss (JSON-storable)
+tasks           binary, multiclass, regression: one module each; what differs between tasks
 methods         knn, bdt (xgboost), svm (scikit-learn), mlp (torch), linear: one module each
-evaluation      ROC/KS/separation/significance, regression metrics, P(S|y), plots
-training       ``train(config, output)``; application: ``apply(run_dir, inputs, output)``
+evaluation      ROC/KS/separation/significance, multiclass and regression metrics, P(S|y), plots
+naming          output branch and plot file names, the plot index the report reads
+training        ``train(config, output)``; application: ``apply(run_dir, inputs, output)``
 store           models on disk without pickle, manifest with SHA-256 checksums
+report          the self-contained HTML report of one or several runs
 """
 
 from __future__ import annotations

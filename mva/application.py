@@ -12,8 +12,9 @@ import numpy as np
 from mva.io.events import evaluate_matrix, needed_branches, select
 from mva.io.readers import expand_files, iter_columns
 from mva.io.writers import TableWriter
+from mva.naming import branch_name
 from mva.store import load_models
-from mva.training import branch_name, method_columns
+from mva.tasks import task_for_manifest
 
 __all__ = ["apply"]
 
@@ -31,6 +32,8 @@ def apply(
     Returns a small summary: events read and written, methods applied.
     """
     manifest, trained = load_models(Path(run_dir), list(methods) if methods else None)
+    task = task_for_manifest(manifest)
+    options = {"signal_fraction": signal_fraction}
     features: list[str] = manifest["features"]
     default = float(manifest.get("default", -999.0))
     needed = needed_branches({"feature": features, "kept branch": list(keep),
@@ -55,13 +58,7 @@ def apply(
                     out.update({branch_name(k): K[:, j] for j, k in enumerate(keep)})
                 for name, tm in trained.items():
                     pred, sigma = tm.predict(X)
-                    out.update(method_columns(name, pred, sigma))
-                    dens = tm.densities()
-                    if dens is not None and pred.ndim == 1:
-                        fs = signal_fraction if signal_fraction is not None else tm.extras.get(
-                            "signal_fraction", 0.5)
-                        out[f"{name}_prob"] = dens.probability(pred, fs)
-                        out[f"{name}_rarity"] = dens.rarity(pred)
+                    out.update(task.apply_columns(name, tm, pred, sigma, options))
                 writer.write(out_tree, out)
                 n_written += len(X)
                 log.info("  %d events", n_written)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -39,6 +39,8 @@ class Source(_Frozen):
 class Data(_Frozen):
     signal: Source | None = None
     background: Source | None = None
+    #: multiclass: class name -> source, in classID order
+    classes: dict[str, Source] | None = None
     # regression (or a shared source): files/tree directly under `data`
     files: list[str] | None = None
     tree: str | None = None
@@ -67,9 +69,42 @@ class Data(_Frozen):
         return v
 
 
-class TrainSize(_Frozen):
-    signal: int = Field(ge=0)
-    background: int = Field(ge=0)
+class _PerClass(BaseModel):
+    """A number per class, keyed by class name (``{signal: 1000, background: 1000}``, or the
+    multiclass class names); the task checks that the names are its classes."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    _minimum: ClassVar[float] = 0.0
+    _strict: ClassVar[bool] = False  # values must be > minimum (else >=)
+
+    @model_validator(mode="after")
+    def _values(self) -> _PerClass:
+        for name, v in self.items().items():
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ValueError(f"{name}: must be a number (got {v!r})")
+            bad = v <= self._minimum if self._strict else v < self._minimum
+            if bad:
+                op = ">" if self._strict else ">="
+                raise ValueError(f"{name}: must be {op} {self._minimum:g} (got {v!r})")
+        return self
+
+    def items(self) -> dict[str, Any]:
+        """The values by class name."""
+        return dict(self.model_extra or {})
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.items().get(name, default)
+
+
+class TrainSize(_PerClass):
+    """Training events per class."""
+
+    @model_validator(mode="after")
+    def _integers(self) -> TrainSize:
+        for name, v in self.items().items():
+            if isinstance(v, float):
+                raise ValueError(f"{name}: must be a whole number of events (got {v!r})")
+        return self
 
 
 class Split(_Frozen):
@@ -86,14 +121,17 @@ class Split(_Frozen):
         return self
 
 
-class Yields(_Frozen):
-    signal: float = Field(gt=0)
-    background: float = Field(gt=0)
+class Yields(_PerClass):
+    """Expected events per class after the selection (the class priors)."""
+
+    _strict: ClassVar[bool] = True
 
 
 class Evaluation(_Frozen):
     yields: Yields | None = None
     signal_fraction: float | None = Field(None, gt=0.0, lt=1.0)
+    #: multiclass: expected fraction of each class (alternative to yields)
+    class_fractions: Yields | None = None
     plots: bool = True
     #: working points at these signal / background efficiencies (cut, and the other efficiency)
     cuts_at_eff_sig: list[float] = Field([0.5, 0.7, 0.9], description="signal efficiencies")
@@ -105,8 +143,10 @@ class Evaluation(_Frozen):
 
     @model_validator(mode="after")
     def _one_of(self) -> Evaluation:
-        if self.yields is not None and self.signal_fraction is not None:
-            raise ValueError("give either yields or signal_fraction, not both")
+        given = [k for k in ("yields", "signal_fraction", "class_fractions")
+                 if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give either {' or '.join(given)}, not both")
         return self
 
     @field_validator("cuts_at_eff_sig", "cuts_at_eff_bkg")
@@ -121,7 +161,8 @@ class Evaluation(_Frozen):
         if self.signal_fraction is not None:
             return self.signal_fraction
         if self.yields is not None:
-            return self.yields.signal / (self.yields.signal + self.yields.background)
+            sig, bkg = self.yields.get("signal"), self.yields.get("background")
+            return sig / (sig + bkg)
         return default
 
 
@@ -135,7 +176,8 @@ class MethodSpec(_Frozen):
 
 
 class Config(_Frozen):
-    task: Literal["classification", "regression"]
+    #: a task of :data:`mva.tasks.TASKS`
+    task: str
     data: Data
     split: Split = Split()
     methods: dict[str, MethodSpec]
@@ -143,9 +185,26 @@ class Config(_Frozen):
     source: str = "<config>"
     raw: dict[str, Any] = {}
 
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        from mva.tasks import TASKS
+
+        if v not in TASKS:
+            raise ValueError(f"unknown task {v!r} (known: {', '.join(TASKS)})")
+        return v
+
     @property
     def is_classification(self) -> bool:
-        return self.task == "classification"
+        """The task has classes (binary or multiclass)."""
+        return self.task_.groups is not None
+
+    @property
+    def task_(self) -> Any:
+        """The task object (:mod:`mva.tasks`) that owns what differs between tasks."""
+        from mva.tasks import task_for_config
+
+        return task_for_config(self)
 
 
 def _fmt_error(source: str, prefix: tuple, exc: ValidationError) -> str:
@@ -222,20 +281,10 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> Config:
 
 
 def _check_data(cfg: Config, source: str) -> None:
-    d = cfg.data
-    if cfg.is_classification:
-        for cls in ("signal", "background"):
-            if getattr(d, cls) is None:
-                raise ConfigError(f"{source}: data.{cls}: required for classification")
-        if d.target:
-            raise ConfigError(f"{source}: data.target: only for task: regression")
-    else:
-        if not d.target:
-            raise ConfigError(f"{source}: data.target: required for regression")
-        if not d.files and d.signal is None:
-            raise ConfigError(f"{source}: data.files: required for regression")
-        if isinstance(cfg.split.train_size, TrainSize):
-            raise ConfigError(f"{source}: split.train_size: give one number for regression")
+    """What the schema cannot say alone: the keys each task needs (the task checks them)."""
+    from mva.tasks import task_class
+
+    task_class(cfg.task).check_config(cfg, source)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -258,6 +307,21 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (plain YAML
+    keeps the last one silently: two classes of the same name would become one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read and validate a YAML config file. Relative data paths resolve against its folder."""
     path = Path(path)
@@ -266,7 +330,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -282,9 +346,11 @@ def _resolve_paths(data: Data, base: Path) -> Data:
             return None
         return [f if Path(f).is_absolute() or "://" in f else str(base / f) for f in files]
 
-    update: dict[str, Any] = {"files": fix(data.files)}
-    for cls in ("signal", "background"):
-        src = getattr(data, cls)
-        if src is not None:
-            update[cls] = src.model_copy(update={"files": fix(src.files)})
+    def fix_source(src: Source | None) -> Source | None:
+        return None if src is None else src.model_copy(update={"files": fix(src.files)})
+
+    update: dict[str, Any] = {"files": fix(data.files), "signal": fix_source(data.signal),
+                              "background": fix_source(data.background)}
+    if data.classes is not None:
+        update["classes"] = {k: fix_source(v) for k, v in data.classes.items()}
     return data.model_copy(update=update)

@@ -1,4 +1,8 @@
-"""Train/test split and training-weight normalisation."""
+"""Train/test split and training-weight normalisation.
+
+``groups`` is the task's list of ``(class name, label)`` in class order (``None`` for
+regression): the split and the normalisation are done per class.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,12 @@ import numpy as np
 from mva.config import Split, TrainSize
 from mva.errors import ConfigError
 
-__all__ = ["split_indices", "training_weights", "validation_split"]
+__all__ = ["split_indices", "training_weights", "validation_split", "BINARY_GROUPS"]
+
+#: binary classification: signal is label 1, background label 0
+BINARY_GROUPS: list[tuple[str, int]] = [("signal", 1), ("background", 0)]
+
+Groups = list[tuple[str, int]] | None
 
 
 def _n_train(n: int, split: Split, requested: int | None, key: str, what: str) -> int:
@@ -23,17 +32,23 @@ def _n_train(n: int, split: Split, requested: int | None, key: str, what: str) -
     return min(max(n - n_test, 1), n - 1) if n > 1 else n
 
 
-def split_indices(labels: np.ndarray | None, n: int, split: Split, source: str = "<config>"
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def _group_indices(labels: np.ndarray | None, n: int, groups: Groups
+                   ) -> list[tuple[str, np.ndarray]]:
+    if labels is None:
+        return [("all", np.arange(n))]
+    return [(name, np.flatnonzero(labels == label)) for name, label in groups or BINARY_GROUPS]
+
+
+def split_indices(labels: np.ndarray | None, n: int, split: Split, source: str = "<config>",
+                  groups: Groups = None) -> tuple[np.ndarray, np.ndarray]:
     """Seeded random train/test indices, per class for classification, each sorted."""
     rng = np.random.default_rng(split.seed)
-    groups = [("signal", np.flatnonzero(labels == 1)), ("background", np.flatnonzero(labels == 0))
-              ] if labels is not None else [("all", np.arange(n))]
     train, test = [], []
-    for what, idx in groups:
+    for what, idx in _group_indices(labels, n, groups):
         ts = split.train_size
-        requested = getattr(ts, what) if isinstance(ts, TrainSize) else ts
-        key = f"{source}: split.train_size" + (f".{what}" if isinstance(ts, TrainSize) else "")
+        per_class = isinstance(ts, TrainSize)
+        requested = ts.get(what) if per_class else ts
+        key = f"{source}: split.train_size" + (f".{what}" if per_class else "")
         if len(idx) < 2:
             raise ConfigError(f"{source}: need at least 2 {what} events to split, got {len(idx)}")
         k = _n_train(len(idx), split, requested, key, what)
@@ -44,10 +59,10 @@ def split_indices(labels: np.ndarray | None, n: int, split: Split, source: str =
 
 
 def training_weights(labels: np.ndarray | None, weights: np.ndarray, normalization: str,
-                     negative: str) -> np.ndarray:
+                     negative: str, groups: Groups = None) -> np.ndarray:
     """Weights used in training.
 
-    ``normalization``: ``equal`` (both classes sum to the same total, mean weight 1 overall),
+    ``normalization``: ``equal`` (every class sums to the same total, mean weight 1 overall),
     ``mean`` (each class has mean weight 1) or ``none``. ``negative``: ``keep`` or ``ignore``
     (negative weights set to 0 for training; evaluation always uses the original weights).
     """
@@ -59,25 +74,24 @@ def training_weights(labels: np.ndarray | None, weights: np.ndarray, normalizati
             w *= len(w) / w.sum()
         return w
     n = len(w)
-    for label in (0, 1):
+    groups = groups or BINARY_GROUPS
+    for name, label in groups:
         m = labels == label
         total = w[m].sum()
         if total <= 0:
-            raise ConfigError(f"the {'signal' if label else 'background'} training weights sum "
-                              f"to {total:g} (<= 0); check the weights or use "
-                              "split.negative_weights: ignore")
-        target = n / 2 if normalization == "equal" else m.sum()
+            raise ConfigError(f"the {name} training weights sum to {total:g} (<= 0); check the "
+                              "weights or use split.negative_weights: ignore")
+        target = n / len(groups) if normalization == "equal" else m.sum()
         w[m] *= target / total
     return w
 
 
-def validation_split(labels: np.ndarray | None, n: int, fraction: float, seed: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def validation_split(labels: np.ndarray | None, n: int, fraction: float, seed: int,
+                     groups: Groups = None) -> tuple[np.ndarray, np.ndarray]:
     """Hold out a seeded fraction of the training events (per class) for early stopping."""
     rng = np.random.default_rng(seed + 1)
-    groups = [np.flatnonzero(labels == c) for c in (1, 0)] if labels is not None else [np.arange(n)]
     fit, val = [], []
-    for idx in groups:
+    for _, idx in _group_indices(labels, n, groups):
         perm = rng.permutation(idx)
         k = max(1, int(round(fraction * len(idx))))
         val.append(perm[:k])

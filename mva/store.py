@@ -130,7 +130,9 @@ def load_models(run_dir: Path, names: list[str] | None = None
         blobs = {f: (mdir / f).read_bytes() for f in entry["files"]
                  if f not in ("meta.json", "arrays.npz")}
         cls = method_class(entry["type"])
-        model = cls.from_state(entry["params"], manifest["task"], (meta, arrays, blobs))
+        n_classes = max(2, len(manifest.get("classes") or ()))
+        model = cls.from_state(entry["params"], manifest["task"], (meta, arrays, blobs),
+                               n_classes=n_classes)
         extras = {k: v for k, v in entry.items()
                   if k not in ("type", "params", "preprocess", "files", "notes")}
         out[name] = TrainedMethod(name, entry["type"], entry["params"],

@@ -18,10 +18,24 @@ def two_gaussians(n: int, seed: int, d: int = 2, shift: float = 1.6
     return X, y
 
 
-def roundtrip(m, params: dict, task: str, tmp_path: Path):
+def three_gaussians(n: int, seed: int, d: int = 2, radius: float = 1.5
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` events of each of classes 0, 1, 2 around the corners of an equilateral triangle
+    of the given radius in the first two features (unit width; further features are noise)."""
+    rng = np.random.default_rng(seed)
+    angles = np.pi / 2 + 2 * np.pi * np.arange(3) / 3
+    centres = np.zeros((3, d))
+    centres[:, :2] = radius * np.c_[np.cos(angles), np.sin(angles)]
+    X = np.vstack([rng.normal(c, 1.0, (n, d)) for c in centres])
+    y = np.repeat(np.arange(3), n).astype(np.int8)
+    return X, y
+
+
+def roundtrip(m, params: dict, task: str, tmp_path: Path, *, n_classes: int = 2):
     """A fitted method through its storage form (JSON meta, npz without pickle, blobs)."""
     meta, arrays, blobs = m.state()
     np.savez(tmp_path / "a.npz", **arrays)
     with np.load(tmp_path / "a.npz", allow_pickle=False) as z:
         arrays2 = {k: z[k] for k in z.files}
-    return type(m).from_state(params, task, (json.loads(json.dumps(meta)), arrays2, blobs))
+    return type(m).from_state(params, task, (json.loads(json.dumps(meta)), arrays2, blobs),
+                              n_classes=n_classes)

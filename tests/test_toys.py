@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import stats
+from sklearn.discriminant_analysis import (
+    LinearDiscriminantAnalysis,
+    QuadraticDiscriminantAnalysis,
+)
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import PolynomialFeatures
@@ -14,11 +18,17 @@ from mva.toys import (
     CALO_ENDCAP_ETA,
     CALO_RESOLUTION,
     CRACK_RESOLUTION_FACTOR,
+    MULTICLASS_CLASSES,
+    MULTICLASS_COVARIANCES,
+    MULTICLASS_MEANS,
     PILEUP_GEV_PER_RHO,
     R9_TAIL_THRESHOLD,
     REGRESSION_NOISE,
     calorimeter_toy,
     classification_toy,
+    multiclass_bayes_accuracy,
+    multiclass_log_densities,
+    multiclass_toy,
     regression_toy,
 )
 
@@ -263,3 +273,97 @@ def test_calorimeter_true_response_mean_is_the_mean(calo):
     # and the tail makes it differ from the core mode for low r9
     low = calo["r9"] < 0.5
     assert np.median(resp[low] / calo["true_response_mean"][low]) > 1.01
+
+
+# --------------------------------------------------------------------------------------------
+# multiclass
+# --------------------------------------------------------------------------------------------
+
+
+def _mc_xy(toy: dict[str, dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    x = np.vstack([np.column_stack([d[f"x{i}"] for i in range(1, 5)]) for d in toy.values()])
+    y = np.concatenate([np.full(len(d["x1"]), k) for k, d in enumerate(toy.values())])
+    return x, y
+
+
+def _bayes_by_grid_integration(h: float = 0.3, half_width: float = 6.5) -> float:
+    """Equal-prior Bayes accuracy ``(1/3) * integral of max_k p_k(x) dx`` by the midpoint rule."""
+    g = np.arange(-half_width + h / 2, half_width, h)
+    rest = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    total = 0.0
+    for a in g:
+        x = np.column_stack([np.full(len(rest), a), rest])
+        total += np.exp(multiclass_log_densities(x).max(axis=1)).sum()
+    return total * h**4 / len(MULTICLASS_CLASSES)
+
+
+@pytest.fixture(scope="module")
+def bayes_grid() -> float:
+    return _bayes_by_grid_integration()
+
+
+def test_multiclass_toy_shapes_keys_and_weights():
+    toy = multiclass_toy(n_per_class=321, seed=2)
+    assert tuple(toy) == MULTICLASS_CLASSES == ("signal", "ttbar", "qcd")
+    for d in toy.values():
+        assert set(d) == {"x1", "x2", "x3", "x4", "weight"}
+        assert all(v.shape == (321,) and v.dtype == np.float64 for v in d.values())
+    assert np.all(toy["signal"]["weight"] == 1.0) and np.all(toy["qcd"]["weight"] == 1.0)
+    w = toy["ttbar"]["weight"]
+    assert w.min() > 0.5 and w.max() < 1.5 and np.unique(w).size == 321
+    assert len(multiclass_toy()["qcd"]["x1"]) == 4000
+
+
+def test_multiclass_toy_reproducible_with_seed_and_different_otherwise():
+    a, b, c = multiclass_toy(500, seed=3), multiclass_toy(500, seed=3), multiclass_toy(500, seed=4)
+    for name in MULTICLASS_CLASSES:
+        for key in a[name]:
+            np.testing.assert_array_equal(a[name][key], b[name][key])
+            if np.unique(a[name][key]).size > 1:  # unit weights are 1 whatever the seed
+                assert not np.array_equal(a[name][key], c[name][key])
+
+
+def test_multiclass_toy_follows_its_documented_densities():
+    toy = multiclass_toy(n_per_class=50000, seed=8)
+    for name in MULTICLASS_CLASSES:
+        x = np.column_stack([toy[name][f"x{i}"] for i in range(1, 5)])
+        np.testing.assert_allclose(x.mean(axis=0), MULTICLASS_MEANS[name], atol=0.025)
+        np.testing.assert_allclose(np.cov(x.T), MULTICLASS_COVARIANCES[name], atol=0.03)
+    # the classes really differ in covariance (otherwise the Bayes boundary would be linear)
+    covs = [MULTICLASS_COVARIANCES[c] for c in MULTICLASS_CLASSES]
+    assert min(np.abs(a - b).max() for a, b in [(covs[0], covs[1]), (covs[1], covs[2]),
+                                                (covs[0], covs[2])]) > 0.2
+
+
+def test_multiclass_bayes_accuracy_agrees_with_numerical_integration(bayes_grid):
+    # the midpoint rule is converged: a coarser grid changes it by far less than the MC error
+    assert _bayes_by_grid_integration(h=0.4) == pytest.approx(bayes_grid, abs=2e-4)
+    acc, err = multiclass_bayes_accuracy(n=100000, seed=21)
+    assert err == pytest.approx(np.sqrt(acc * (1 - acc) / 300000))
+    assert abs(acc - bayes_grid) < 4 * err + 2e-4
+    assert 0.75 < bayes_grid < 0.85
+    assert multiclass_bayes_accuracy(n=1000, seed=5) == multiclass_bayes_accuracy(n=1000, seed=5)
+
+
+def test_multiclass_bayes_accuracy_matches_qda_fitted_on_a_huge_sample(bayes_grid):
+    # QDA is the true model family: with 10^5 events per class it reaches the Bayes accuracy
+    x_train, y_train = _mc_xy(multiclass_toy(n_per_class=100000, seed=31))
+    x_test, y_test = _mc_xy(multiclass_toy(n_per_class=100000, seed=32))
+    qda = QuadraticDiscriminantAnalysis().fit(x_train, y_train)
+    acc = qda.score(x_test, y_test)
+    err = np.sqrt(acc * (1 - acc) / len(y_test))
+    assert abs(acc - bayes_grid) < 4 * err
+    # and its posterior is the true one (equal priors): same decisions almost everywhere
+    true = multiclass_log_densities(x_test).argmax(axis=1)
+    assert np.mean(qda.predict(x_test) == true) > 0.995
+
+
+def test_multiclass_bayes_accuracy_is_clearly_above_lda(bayes_grid):
+    x_train, y_train = _mc_xy(multiclass_toy(seed=41))
+    x_test, y_test = _mc_xy(multiclass_toy(n_per_class=50000, seed=42))
+    lda = LinearDiscriminantAnalysis().fit(x_train, y_train).score(x_test, y_test)
+    qda = QuadraticDiscriminantAnalysis().fit(x_train, y_train).score(x_test, y_test)
+    # a linear boundary loses 3-6 % of accuracy; the quadratic model fitted on the same small
+    # training sample does not
+    assert 0.03 < bayes_grid - lda < 0.06
+    assert bayes_grid - qda < 0.01

@@ -20,16 +20,18 @@ def variable_separation(X: np.ndarray, labels: np.ndarray, weights: np.ndarray,
 def permutation_importance(
     predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray, labels: np.ndarray,
     weights: np.ndarray, names: list[str], seed: int = 0, max_events: int = 20000,
+    metric: Callable[[np.ndarray, np.ndarray, np.ndarray], float] = roc_auc,
 ) -> dict[str, float]:
-    """Drop in weighted AUC when one input is randomly permuted (on at most ``max_events``)."""
+    """Drop in a weighted figure of merit (default the AUC; multiclass: the accuracy) when one
+    input is randomly permuted (on at most ``max_events``)."""
     rng = np.random.default_rng(seed)
     if len(X) > max_events:
         idx = np.sort(rng.choice(len(X), max_events, replace=False))
         X, labels, weights = X[idx], labels[idx], weights[idx]
-    base = roc_auc(predict(X), labels, weights)
+    base = metric(predict(X), labels, weights)
     out = {}
     for j, name in enumerate(names):
         Xp = X.copy()
         Xp[:, j] = rng.permutation(Xp[:, j])
-        out[name] = float(base - roc_auc(predict(Xp), labels, weights))
+        out[name] = float(base - metric(predict(Xp), labels, weights))
     return out

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Events:
-    """Features, weights, labels (1 signal, 0 background) or targets, and spectators."""
+    """Features, weights, labels (the task's class labels) or targets, and spectators."""
 
     features: np.ndarray
     weights: np.ndarray
@@ -176,18 +176,10 @@ def read_sample(
 
 
 def load_samples(cfg: Any) -> list[Events]:
-    """The samples of a config, unconcatenated: signal and background, or the one sample."""
+    """The samples of a config, unconcatenated, in the task's order (one per class, or the one
+    regression sample)."""
     d = cfg.data
-    common = dict(features=d.features, spectators=d.spectators, default=d.default)
-    if cfg.is_classification:
-        parts = []
-        for label, name in ((1, "signal"), (0, "background")):
-            src = getattr(d, name)
-            cut = " && ".join(f"({c})" for c in (d.cut, src.cut) if c)
-            parts.append(read_sample(
-                src.files, src.tree, weight=src.weight or d.weight, cut=cut, label=label,
-                what=f"data.{name}", **common,
-            ))
-        return parts
-    return [read_sample(d.files, d.tree, targets=d.target, weight=d.weight, cut=d.cut,
-                        what="data", **common)]
+    return [read_sample(s.files, s.tree, features=d.features, spectators=d.spectators,
+                        targets=d.target, weight=s.weight, cut=s.cut, default=d.default,
+                        label=s.label, what=s.key)
+            for s in cfg.task_.samples(d)]

@@ -28,9 +28,15 @@ State = tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]
 class Method:
     """A classifier/regressor on preprocessed float64 features.
 
-    Classification: ``y`` holds labels (1 signal, 0 background), ``predict`` returns one score per
-    event, larger = more signal-like. Regression: ``y`` is ``(n, n_targets)``, ``predict`` returns
-    ``(n, n_targets)``. Event weights are used in training by every method.
+    ``task`` is ``"classification"`` (binary), ``"multiclass"`` or ``"regression"``:
+
+    - binary: ``y`` holds labels (1 signal, 0 background), ``predict`` returns one score per
+      event, larger = more signal-like;
+    - multiclass: ``y`` holds class indices ``0 .. n_classes - 1``, ``predict`` returns
+      ``(n, n_classes)`` per-class scores that are probabilities (each row sums to 1);
+    - regression: ``y`` is ``(n, n_targets)``, ``predict`` returns ``(n, n_targets)``.
+
+    Event weights are used in training by every method.
     """
 
     Params: ClassVar[type[Params]] = Params
@@ -39,10 +45,12 @@ class Method:
     #: the method can hold out a validation split for early stopping
     supports_validation: ClassVar[bool] = False
 
-    def __init__(self, params: dict[str, Any], task: str, seed: int = 0):
+    def __init__(self, params: dict[str, Any], task: str, seed: int = 0, n_classes: int = 2):
         self.params = self.Params(**params)
         self.task = task
         self.seed = seed
+        #: number of classes (multiclass); 2 for binary classification and unused in regression
+        self.n_classes = n_classes
         self.history_: dict[str, list[float]] = {}
         self.notes_: list[str] = []
 
@@ -52,7 +60,13 @@ class Method:
 
     @property
     def is_classification(self) -> bool:
+        """Binary classification (one score per event)."""
         return self.task == "classification"
+
+    @property
+    def is_multiclass(self) -> bool:
+        """Multiclass classification (``(n, n_classes)`` probabilities per event)."""
+        return self.task == "multiclass"
 
     def wants_validation(self) -> float:
         """Fraction of training events to hold out for validation (0: none)."""
@@ -89,8 +103,9 @@ class Method:
         raise NotImplementedError
 
     @classmethod
-    def from_state(cls, params: dict[str, Any], task: str, state: State) -> Method:
-        m = cls(params, task)
+    def from_state(cls, params: dict[str, Any], task: str, state: State, n_classes: int = 2
+                   ) -> Method:
+        m = cls(params, task, n_classes=n_classes)
         m.set_state(*state)
         m.fitted_ = True
         return m
@@ -118,3 +133,19 @@ def n_threads(requested: int | None, n_events: int) -> int:
 
 def as_2d(y: np.ndarray) -> np.ndarray:
     return y.reshape(len(y), -1)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``(n, K)`` scores, stable for large values."""
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def check_class_labels(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Multiclass labels as int64, or ValueError when they are not class indices."""
+    labels = np.asarray(y)
+    as_int = labels.astype(np.int64)
+    if len(labels) and (np.any(as_int != labels) or as_int.min() < 0 or as_int.max() >= n_classes):
+        raise ValueError(f"multiclass labels must be class indices 0 .. {n_classes - 1}")
+    return as_int

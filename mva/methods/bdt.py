@@ -1,7 +1,8 @@
 """Boosted decision trees with xgboost's ``hist`` algorithm.
 
-Classification uses the logistic loss, so the score is a probability-like number in [0, 1].
-The model is stored in xgboost's own UBJSON format (no pickle).
+Classification uses the logistic loss, so the score is a probability-like number in [0, 1];
+multiclass uses the softmax loss (one tree per class and round), so the scores are per-class
+probabilities. The model is stored in xgboost's own UBJSON format (no pickle).
 """
 
 from __future__ import annotations
@@ -12,7 +13,17 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from mva.methods.base import Method, Params, State, as_2d, n_threads, positive_weights
+from mva.errors import InputError
+from mva.methods.base import (
+    Method,
+    Params,
+    State,
+    as_2d,
+    check_class_labels,
+    n_threads,
+    positive_weights,
+    softmax,
+)
 
 __all__ = ["BDT"]
 
@@ -67,6 +78,8 @@ class BDT(Method):
         p = self.params
         if self.is_classification:
             objective, metric = "binary:logistic", "logloss"
+        elif self.is_multiclass:
+            objective, metric = "multi:softprob", "mlogloss"
         else:
             objective, metric = _REG_OBJECTIVE[p.loss]
         params = {
@@ -76,17 +89,28 @@ class BDT(Method):
             "lambda": p.reg_lambda, "max_bin": p.max_bin, "seed": self.seed,
             "nthread": n_threads(p.n_jobs, n_events),
         }
-        if not self.is_classification and p.loss == "huber":
+        if self.is_multiclass:
+            params["num_class"] = self.n_classes
+        elif not self.is_classification and p.loss == "huber":
             params["huber_slope"] = p.huber_slope
         if n_targets > 1:
             params["multi_strategy"] = "multi_output_tree"
         return params
 
+    def _label(self, y: np.ndarray) -> np.ndarray:
+        """The label xgboost gets: as given (binary), class indices, or ``(n, n_targets)``."""
+        if self.is_classification:
+            return y
+        if self.is_multiclass:
+            return check_class_labels(y, self.n_classes)
+        return as_2d(y)
+
     def fit(self, X, y, w, validation=None, monitor=None):
         import xgboost as xgb
 
-        label = y if self.is_classification else as_2d(y)
-        n_targets = 1 if self.is_classification else label.shape[1]
+        label = self._label(y)
+        # multiclass grows one single-output tree per class: one target, not multi_output_tree
+        n_targets = label.shape[1] if label.ndim == 2 else 1
         # xgboost refuses negative weights (NLO MC); they are set to 0 as the other methods do
         n_neg = int(np.sum(w < 0))
         if n_neg:
@@ -98,7 +122,7 @@ class BDT(Method):
         if validation is not None:
             # early stopping needs xgboost's own per-tree evaluation of the validation sample
             Xv, yv, wv = validation
-            yv = yv if self.is_classification else as_2d(yv)
+            yv = self._label(yv)
             evals = [(xgb.QuantileDMatrix(Xv, label=yv, weight=positive_weights(wv),
                                           ref=dtrain), "validation")]
         self.booster_ = xgb.train(
@@ -116,7 +140,7 @@ class BDT(Method):
         elif monitor is not None:
             Xm, ym, wm = monitor
             self.history_["test"] = self._staged_loss(
-                *_sample(rng, Xm, ym if self.is_classification else as_2d(ym), wm))
+                *_sample(rng, Xm, self._label(ym), wm))
         self.n_trees_ = self.booster_.num_boosted_rounds()
         best = getattr(self.booster_, "best_iteration", None)
         self.best_iteration_ = int(best) + 1 if validation is not None and best is not None else self.n_trees_
@@ -126,7 +150,7 @@ class BDT(Method):
         return self
 
     def _staged_margins(self, X: np.ndarray) -> np.ndarray:
-        """Raw margins after each tree, ``(n_trees, n, n_outputs)``, from one pass: the leaf
+        """Raw margins after each round, ``(n_rounds, n, n_outputs)``, from one pass: the leaf
         each event reaches in every tree and the trees' leaf values."""
         import json
 
@@ -136,7 +160,8 @@ class BDT(Method):
         n_trees = self.booster_.num_boosted_rounds()
         full = np.asarray(self.booster_.predict(dm, output_margin=True), dtype=np.float64)
         full = full.reshape(len(X), -1)
-        if full.shape[1] > 1:  # multi-output trees: leaf values are vectors; no staging
+        if full.shape[1] > 1 and not self.is_multiclass:
+            # multi-output trees: leaf values are vectors; no staging
             return full[None]
         leaves = np.asarray(self.booster_.predict(dm, pred_leaf=True)).reshape(len(X), -1)
         leaves = leaves.astype(np.int64)
@@ -150,6 +175,12 @@ class BDT(Method):
                     values[t, node["nodeid"]] = node["leaf"]
                 stack.extend(node.get("children", ()))
         contrib = values[np.arange(len(dumps))[None, :], leaves]       # (n, n_trees)
+        if self.is_multiclass:
+            # multi:softprob grows one tree per class each round: tree t belongs to class t % K;
+            # the base margin is per class (xgboost fits one intercept per class)
+            contrib = contrib.reshape(len(X), n_trees, self.n_classes)
+            base = full - contrib.sum(axis=1)                         # (n, K)
+            return base[None] + np.cumsum(contrib.transpose(1, 0, 2), axis=0)
         base = full[:, 0] - contrib.sum(axis=1)
         staged = base[None, :] + np.cumsum(contrib.T, axis=0)         # (n_trees, n)
         return staged[:n_trees, :, None]
@@ -158,6 +189,16 @@ class BDT(Method):
         """The training objective's metric after each tree (weighted)."""
         m = self._staged_margins(X)
         w = positive_weights(w)
+        if self.is_multiclass:
+            # cross-entropy from margins, one round at a time: log-softmax temporaries for all
+            # rounds at once would each be as large as the staged margins
+            rows, cls = np.arange(len(y)), y.astype(np.int64)
+            out = []
+            for mr in m:
+                top = mr.max(axis=1)
+                lse = top + np.log(np.exp(mr - top[:, None]).sum(axis=1))
+                out.append(float((w * (lse - mr[rows, cls])).sum() / w.sum()))
+            return out
         if self.is_classification:
             m = m[..., 0]
             # logloss from margins: log(1 + e^-m) for signal, log(1 + e^m) for background
@@ -175,9 +216,15 @@ class BDT(Method):
 
     def _predict(self, X):
         self._check_fitted()
+        if self.is_multiclass:
+            # softmax of the margins in float64: xgboost's float32 probabilities sum to 1 only
+            # to about 1e-7
+            margin = self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_),
+                                                   predict_type="margin")
+            return softmax(np.asarray(margin).reshape(len(X), self.n_classes))
         pred = self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_))
         pred = np.asarray(pred, dtype=np.float64)
-        return pred if self.is_classification else pred.reshape(len(X), -1)
+        return pred if self.is_classification else pred.reshape(len(X), self.n_targets_)
 
     def feature_importance(self, n_features: int) -> np.ndarray:
         """Total gain per feature, normalised to sum 1."""
@@ -187,11 +234,16 @@ class BDT(Method):
 
     def state(self) -> State:
         meta = {"best_iteration": self.best_iteration_, "n_targets": self.n_targets_}
+        if self.is_multiclass:
+            meta["n_classes"] = self.n_classes
         return meta, {}, {"model.ubj": bytes(self.booster_.save_raw("ubj"))}
 
     def set_state(self, meta, arrays, blobs):
         import xgboost as xgb
 
+        if self.is_multiclass and meta.get("n_classes") != self.n_classes:
+            raise InputError(f"BDT model stored for {meta.get('n_classes')} classes, "
+                             f"loaded for {self.n_classes}")
         self.booster_ = xgb.Booster()
         self.booster_.load_model(bytearray(blobs["model.ubj"]))
         self.best_iteration_ = int(meta["best_iteration"])

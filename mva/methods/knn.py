@@ -1,5 +1,6 @@
 """k nearest neighbours (TMVA's kNN): the score is the weighted signal fraction of the k
-neighbours; for regression the weighted mean of their targets."""
+neighbours; for multiclass the weighted fraction of each class among them; for regression the
+weighted mean of their targets."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class KNN(Method):
         from sklearn.neighbors import KDTree
 
         self.X_ = np.ascontiguousarray(X, dtype=np.float64)
-        self.y_ = np.asarray(y, dtype=np.float64)
+        self.y_ = np.asarray(y, dtype=np.int64 if self.is_multiclass else np.float64)
         self.w_ = np.asarray(w, dtype=np.float64)
         self.k_ = min(self.params.k, len(X))
         if self.k_ < self.params.k:
@@ -44,6 +45,8 @@ class KNN(Method):
                 den = w.sum(axis=1)
                 num = (w * self.y_[idx]).sum(axis=1)
                 out.append(np.divide(num, den, out=np.full_like(num, 0.5), where=den != 0))
+            elif self.is_multiclass:
+                out.append(self._class_fractions(w, self.y_[idx]))
             else:
                 t = as_2d(self.y_)[idx]                       # (n, k, n_targets)
                 den = w.sum(axis=1)[:, None]
@@ -51,15 +54,38 @@ class KNN(Method):
                 fallback = t.mean(axis=1)
                 out.append(np.where(den != 0, num / np.where(den != 0, den, 1.0), fallback))
         if not out:
-            return np.empty(0) if self.is_classification else np.empty((0, as_2d(self.y_).shape[1]))
+            if self.is_classification:
+                return np.empty(0)
+            if self.is_multiclass:
+                return np.empty((0, self.n_classes))
+            return np.empty((0, as_2d(self.y_).shape[1]))
         return np.concatenate(out)
 
+    def _class_fractions(self, w: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Weighted fraction of each class among the neighbours, ``(n, n_classes)``.
+
+        A class whose neighbour weights sum to less than 0 (negative weights) counts as 0, so
+        that the rows stay probabilities; with non-negative weights this is the plain fraction.
+        Rows whose neighbours carry no weight get the uniform 1/K (the binary 0.5).
+        """
+        K = self.n_classes
+        num = np.zeros((len(w), K))
+        for c in range(K):
+            num[:, c] = np.where(labels == c, w, 0.0).sum(axis=1)
+        num = np.clip(num, 0.0, None)
+        den = num.sum(axis=1, keepdims=True)
+        return np.divide(num, den, out=np.full_like(num, 1.0 / K), where=den > 0)
+
     def state(self) -> State:
-        return {"k": self.k_}, {"X": self.X_, "y": self.y_, "w": self.w_}, {}
+        meta = {"k": self.k_}
+        if self.is_multiclass:
+            meta["n_classes"] = self.n_classes
+        return meta, {"X": self.X_, "y": self.y_, "w": self.w_}, {}
 
     def set_state(self, meta, arrays, blobs):
         from sklearn.neighbors import KDTree
 
         self.k_ = int(meta["k"])
+        self.n_classes = int(meta.get("n_classes", self.n_classes))
         self.X_, self.y_, self.w_ = arrays["X"], arrays["y"], arrays["w"]
         self.tree_ = KDTree(self.X_)

@@ -1,5 +1,6 @@
-"""Multi-layer perceptron in torch: classification (logistic loss) and regression (squared,
-absolute or Huber error, or a per-event likelihood: Gaussian or double-sided crystal ball).
+"""Multi-layer perceptron in torch: classification (logistic loss), multiclass (softmax and
+cross-entropy) and regression (squared, absolute or Huber error, or a per-event likelihood:
+Gaussian or double-sided crystal ball).
 
 Weights are stored as numpy arrays (``.npz``) plus the architecture in JSON, never with pickle.
 Regression targets are standardised internally and transformed back.
@@ -13,7 +14,16 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from mva.methods.base import Method, Params, State, as_2d, n_threads
+from mva.errors import InputError
+from mva.methods.base import (
+    Method,
+    Params,
+    State,
+    as_2d,
+    check_class_labels,
+    n_threads,
+    softmax,
+)
 
 __all__ = ["MLP"]
 
@@ -38,7 +48,8 @@ class MLPParams(Params):
     patience: int = Field(15, ge=1)
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     loss: Literal["squared_error", "absolute_error", "huber", "mse", "mae", "gaussian",
-                  "double_crystal_ball", "binary_crossentropy"] | None = None
+                  "double_crystal_ball", "binary_crossentropy",
+                  "categorical_crossentropy"] | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: CPU threads (default: 1 below 100k events, else all cores)
     n_jobs: int | None = Field(None, ge=1)
@@ -72,11 +83,22 @@ class MLP(Method):
     @classmethod
     def check_task(cls, task, params):
         loss = params.loss
+        if task == "classification" and loss == "categorical_crossentropy":
+            raise ValueError("loss 'categorical_crossentropy' is for multiclass; classification "
+                             "uses binary_crossentropy")
         if task == "classification" and loss not in (None, "binary_crossentropy"):
             raise ValueError(f"loss {loss!r} is for regression; classification uses "
                              "binary_crossentropy")
+        if task == "multiclass" and loss == "binary_crossentropy":
+            raise ValueError("loss 'binary_crossentropy' is for binary classification; multiclass "
+                             "uses categorical_crossentropy")
+        if task == "multiclass" and loss not in (None, "categorical_crossentropy"):
+            raise ValueError(f"loss {loss!r} is for regression; multiclass uses "
+                             "categorical_crossentropy")
         if task == "regression" and loss == "binary_crossentropy":
             raise ValueError("loss binary_crossentropy is for classification")
+        if task == "regression" and loss == "categorical_crossentropy":
+            raise ValueError("loss categorical_crossentropy is for multiclass")
 
     def wants_validation(self) -> float:
         return self.params.validation_fraction if self.params.early_stopping else 0.0
@@ -85,6 +107,8 @@ class MLP(Method):
     def loss_name(self) -> str:
         if self.is_classification:
             return "binary_crossentropy"
+        if self.is_multiclass:
+            return "categorical_crossentropy"
         name = self.params.loss or "squared_error"
         return _LOSS_ALIASES.get(name, name)
 
@@ -104,6 +128,11 @@ class MLP(Method):
                 losses = F.binary_cross_entropy_with_logits(raw[:, 0], y, reduction="none")
                 return (w * losses).sum() / w.sum()
             return bce
+        if self.is_multiclass:
+            def cce(raw, y, w):
+                losses = F.cross_entropy(raw, y, reduction="none")
+                return (w * losses).sum() / w.sum()
+            return cce
         from mva.methods.losses import LOSSES
 
         spec, k = LOSSES[self.loss_name], self.n_per_target_
@@ -135,6 +164,10 @@ class MLP(Method):
         if self.is_classification:
             self.y_mean_, self.y_scale_ = np.zeros(1), np.ones(1)
             self.n_per_target_, n_targets = 1, 1
+        elif self.is_multiclass:
+            # one logit per class; y_mean/y_scale are unused but keep the stored form uniform
+            self.y_mean_, self.y_scale_ = np.zeros(1), np.ones(1)
+            self.n_per_target_, n_targets = self.n_classes, 1
         else:
             from mva.methods.losses import LOSSES
 
@@ -151,10 +184,16 @@ class MLP(Method):
                             p.dropout).to(dev)
 
         def tensors(Xa, ya, wa):
-            ya = ya.astype(np.float64) if self.is_classification else (as_2d(ya) - self.y_mean_) / self.y_scale_
+            if self.is_multiclass:
+                # cross_entropy takes class indices as int64
+                yt = torch.as_tensor(check_class_labels(ya, self.n_classes), device=dev)
+            elif self.is_classification:
+                yt = torch.as_tensor(ya.astype(np.float64), dtype=torch.float32, device=dev)
+            else:
+                yt = torch.as_tensor((as_2d(ya) - self.y_mean_) / self.y_scale_,
+                                     dtype=torch.float32, device=dev)
             wa = wa / np.mean(np.abs(wa)) if np.any(wa) else wa
-            return (torch.as_tensor(Xa, dtype=torch.float32, device=dev),
-                    torch.as_tensor(ya, dtype=torch.float32, device=dev),
+            return (torch.as_tensor(Xa, dtype=torch.float32, device=dev), yt,
                     torch.as_tensor(wa, dtype=torch.float32, device=dev))
 
         Xt, yt, wt = tensors(X, y, w)
@@ -234,7 +273,13 @@ class MLP(Method):
                 outs.append(self.net_(xb).double().cpu())
         raw = torch.cat(outs) if outs else torch.empty((0, self.n_outputs_), dtype=torch.float64)
         if self.is_classification:
-            return torch.sigmoid(raw[:, 0]).numpy(), None
+            from scipy.special import expit
+
+            # scipy's expit, not torch.sigmoid: torch's vectorised kernel rounds the last
+            # elements of an array differently, so scores would depend on the chunk size
+            return expit(raw[:, 0].numpy()), None
+        if self.is_multiclass:
+            return softmax(raw.numpy()), None
         from mva.methods.losses import LOSSES
 
         spec, k = LOSSES[self.loss_name], self.n_per_target_
@@ -252,11 +297,16 @@ class MLP(Method):
         arrays.update(y_mean=self.y_mean_, y_scale=self.y_scale_)
         meta = {"n_features": self.n_features_, "n_outputs": self.n_outputs_,
                 "n_per_target": self.n_per_target_, "trained_on": self.device_}
+        if self.is_multiclass:
+            meta["n_classes"] = self.n_classes
         return meta, arrays, {}
 
     def set_state(self, meta, arrays, blobs):
         import torch
 
+        if self.is_multiclass and meta.get("n_classes") != self.n_classes:
+            raise InputError(f"MLP model stored for {meta.get('n_classes')} classes, "
+                             f"loaded for {self.n_classes}")
         self.n_features_, self.n_outputs_ = int(meta["n_features"]), int(meta["n_outputs"])
         self.n_per_target_ = int(meta["n_per_target"])
         self.device_ = meta.get("trained_on", "cpu")

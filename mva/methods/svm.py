@@ -3,6 +3,14 @@
 Kernel SVMs scale quadratically or worse with the training set, so at most ``max_train_events``
 events (a seeded random subset, logged) are used for training; all events are scored. The decision
 function is evaluated in numpy from the stored support vectors, so no pickle is needed.
+
+Multiclass uses one-vs-rest: one binary SVC per class k (class k against all others, with the
+same weights and training subset as the binary SVM) gives a decision value ``f_k``. The
+probabilities are ``softmax(f / T)`` with a single temperature ``T`` fitted by minimising the
+weighted log loss on the training events (bounded 1-d search in ``log T``). The support vectors
+of all classes' machines are stored once (the distinct events among them, one coefficient column
+per class), so one kernel matrix serves every class. A class without training weight gets
+``f_k = -inf`` (probability 0).
 """
 
 from __future__ import annotations
@@ -13,11 +21,14 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from mva.methods.base import Method, Params, State, as_2d, positive_weights
+from mva.methods.base import Method, Params, State, as_2d, positive_weights, softmax
 
 __all__ = ["SVM", "kernel_matrix"]
 
 log = logging.getLogger(__name__)
+
+#: bounds of ``log T`` in the temperature fit (decision values are of order 1)
+LOG_T_BOUNDS = (-7.0, 7.0)
 
 
 class SVMParams(Params):
@@ -74,6 +85,8 @@ class SVM(Method):
             self.intercept_ = svc.intercept_[:1]
             self.gamma_ = float(svc._gamma)
             self.y_mean_, self.y_scale_ = np.zeros(1), np.ones(1)
+        elif self.is_multiclass:
+            self._fit_one_vs_rest(X, np.asarray(y).astype(np.int64), w, common)
         else:
             T = as_2d(y)
             self.y_mean_ = np.average(T, axis=0, weights=w)
@@ -97,25 +110,91 @@ class SVM(Method):
         self.fitted_ = True
         return self
 
-    def _predict(self, X):
-        self._check_fitted()
+    def _fit_one_vs_rest(self, X: np.ndarray, y: np.ndarray, w: np.ndarray, common: dict
+                         ) -> None:
+        """One SVC per class against the rest, stacked; then the softmax temperature."""
+        from scipy.optimize import minimize_scalar
+        from sklearn.svm import SVC
+
+        K = self.n_classes
+        has_weight = np.array([w[y == c].sum() > 0 for c in range(K)])
+        svs, duals, cols = [np.zeros((0, X.shape[1]))], [np.zeros(0)], [np.zeros(0, int)]
+        self.intercept_ = np.zeros(K)
+        self.gamma_ = 0.0
+        for c in range(K):
+            if not has_weight[c]:
+                # nothing to learn the class from: it is never predicted
+                self.intercept_[c] = -np.inf
+                continue
+            if not np.any(has_weight & (np.arange(K) != c)):
+                continue  # the only class with weight: f = 0, all others are -inf
+            svc = SVC(**common, random_state=self.seed).fit(X, (y == c).astype(np.int8),
+                                                            sample_weight=w)
+            # support_vectors_, not support_: with zero weights the indices refer to the
+            # events libsvm kept, not to X
+            svs.append(svc.support_vectors_)
+            duals.append(svc.dual_coef_[0])
+            cols.append(np.full(len(svc.dual_coef_[0]), c))
+            self.intercept_[c] = svc.intercept_[0]
+            self.gamma_ = float(svc._gamma)
+        # the machines share support vectors: store each distinct one once, with one column of
+        # coefficients per class, so that one kernel matrix serves all classes
+        self.sv_, inverse = np.unique(np.vstack(svs), axis=0, return_inverse=True)
+        self.dual_ = np.zeros((len(self.sv_), K))
+        np.add.at(self.dual_, (inverse.ravel(), np.concatenate(cols)), np.concatenate(duals))
+        self.temperature_ = 1.0
+        f = self._decision(X)
+        keep = w > 0
+
+        def log_loss(log_t: float) -> float:
+            z = f[keep] / np.exp(log_t)
+            z = z - z.max(axis=1, keepdims=True)
+            logp = z[np.arange(len(z)), y[keep]] - np.log(np.exp(z).sum(axis=1))
+            return -float(np.average(logp, weights=w[keep]))
+
+        res = minimize_scalar(log_loss, bounds=LOG_T_BOUNDS, method="bounded")
+        self.temperature_ = float(np.exp(res.x))
+
+    def _decision(self, X: np.ndarray) -> np.ndarray:
         p = self.params
         out = np.empty((len(X), self.dual_.shape[1]))
         for s in range(0, len(X), p.block_size):
             K = kernel_matrix(X[s:s + p.block_size], self.sv_, p.kernel, self.gamma_, p.degree,
                               p.coef0)
             out[s:s + p.block_size] = K @ self.dual_ + self.intercept_
+        return out
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """The machines' decision values: ``(n,)`` for binary, ``(n, K)`` one-vs-rest ``f_k``."""
+        self._check_fitted()
+        out = self._decision(X)
+        return out[:, 0] if self.is_classification else out
+
+    def _predict(self, X):
+        self._check_fitted()
+        out = self._decision(X)
         if self.is_classification:
             return out[:, 0]
+        if self.is_multiclass:
+            return softmax(out / self.temperature_)
         return out * self.y_scale_ + self.y_mean_
 
     def state(self) -> State:
         arrays = {"support_vectors": self.sv_, "dual_coef": self.dual_,
-                  "intercept": self.intercept_, "y_mean": self.y_mean_, "y_scale": self.y_scale_}
-        return {"gamma": self.gamma_, "n_train": self.n_train_}, arrays, {}
+                  "intercept": self.intercept_}
+        meta = {"gamma": self.gamma_, "n_train": self.n_train_}
+        if self.is_multiclass:
+            meta.update(n_classes=self.n_classes, temperature=self.temperature_)
+        else:
+            arrays.update(y_mean=self.y_mean_, y_scale=self.y_scale_)
+        return meta, arrays, {}
 
     def set_state(self, meta, arrays, blobs):
         self.gamma_, self.n_train_ = float(meta["gamma"]), int(meta["n_train"])
         self.sv_, self.dual_ = arrays["support_vectors"], arrays["dual_coef"]
         self.intercept_ = arrays["intercept"]
-        self.y_mean_, self.y_scale_ = arrays["y_mean"], arrays["y_scale"]
+        if "n_classes" in meta:
+            self.n_classes = int(meta["n_classes"])
+            self.temperature_ = float(meta["temperature"])
+        else:
+            self.y_mean_, self.y_scale_ = arrays["y_mean"], arrays["y_scale"]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import roundtrip, two_gaussians
+from helpers import roundtrip, three_gaussians, two_gaussians
 from sklearn.metrics import log_loss, roc_auc_score
 
-from mva.errors import NotFittedError
+from mva.errors import InputError, NotFittedError
 from mva.methods.bdt import BDT
 
 FAST = {"n_estimators": 60, "max_depth": 3, "n_jobs": 1}
@@ -163,3 +163,127 @@ def test_loss_curves_match_xgboost_own_evaluation(task, loss):
     for part in ("train", "test"):
         expected = next(iter(result[part].values()))
         np.testing.assert_allclose(model.history_[part], expected, rtol=1e-5, atol=1e-7)
+
+
+# multiclass: multi:softprob, one tree per class and round
+
+def test_multiclass_separates_three_gaussians_with_per_round_history() -> None:
+    X, y = three_gaussians(400, seed=20)
+    Xt, yt = three_gaussians(400, seed=21)
+    rng = np.random.default_rng(22)
+    w, wt = rng.uniform(0.5, 1.5, len(X)), rng.uniform(0.5, 1.5, len(Xt))
+    m = BDT(FAST, "multiclass", n_classes=3).fit(X, y, w, monitor=(Xt, yt, wt))
+    p = m.predict(Xt)
+    assert p.shape == (len(Xt), 3) and p.dtype == np.float64
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    assert np.all((p > 0) & (p < 1))
+    assert np.mean(p.argmax(axis=1) == yt) > 0.7          # chance is 1/3
+    assert m.predict_with_sigma(Xt)[1] is None
+    # one entry per boosting round (3 trees each), for the training and the monitored sample
+    assert set(m.history_) == {"train", "test"}
+    assert len(m.history_["train"]) == len(m.history_["test"]) == 60 == m.n_trees_
+    assert len(m.booster_.get_dump()) == 3 * 60
+    # the recorded losses are the weighted log-losses of the final model on those samples
+    assert m.history_["test"][-1] == pytest.approx(log_loss(yt, p, sample_weight=wt), rel=1e-4)
+    assert m.history_["train"][-1] == pytest.approx(
+        log_loss(y, m.predict(X), sample_weight=w), rel=1e-4)
+    assert m.history_["train"][-1] < m.history_["train"][0]
+    # the first round starts near the uniform guess: log(3)
+    assert m.history_["train"][0] == pytest.approx(np.log(3), rel=0.1)
+
+
+def test_multiclass_loss_curves_match_xgboost_own_evaluation() -> None:
+    """Every round's staged loss (leaf values, tree t belongs to class t % 3, per-class base
+    margin) equals xgboost's per-iteration mlogloss of the same samples."""
+    import xgboost as xgb
+
+    X, y = three_gaussians(700, seed=23, d=3)
+    rng = np.random.default_rng(24)
+    w = rng.uniform(0.5, 1.5, len(X))
+    Xt, yt = three_gaussians(300, seed=25, d=3)
+    wt = rng.uniform(0.2, 3.0, len(Xt))
+    params = {"n_estimators": 20, "max_depth": 3, "n_jobs": 1}
+    model = BDT(params, "multiclass", seed=3, n_classes=3).fit(X, y, w, monitor=(Xt, yt, wt))
+    result: dict = {}
+    xgb.train(model._booster_params(1, len(X)),
+              xgb.QuantileDMatrix(X, label=y, weight=w, max_bin=256), 20,
+              evals=[(xgb.DMatrix(X, label=y, weight=w), "train"),
+                     (xgb.DMatrix(Xt, label=yt, weight=wt), "test")],
+              evals_result=result, verbose_eval=False)
+    for part in ("train", "test"):
+        np.testing.assert_allclose(model.history_[part], result[part]["mlogloss"],
+                                   rtol=1e-5, atol=1e-7)
+
+
+def test_multiclass_early_stopping_on_the_validation_set() -> None:
+    X, y = three_gaussians(200, seed=26, radius=0.8)
+    Xv, yv = three_gaussians(200, seed=27, radius=0.8)
+    wv = np.random.default_rng(28).uniform(0.5, 1.5, len(Xv))
+    params = {"n_estimators": 300, "max_depth": 6, "learning_rate": 0.5,
+              "early_stopping_rounds": 5, "n_jobs": 1}
+    m = BDT(params, "multiclass", n_classes=3).fit(X, y, np.ones(len(X)),
+                                                   validation=(Xv, yv, wv))
+    val = np.array(m.history_["validation"])
+    assert set(m.history_) == {"train", "validation"}
+    assert m.n_trees_ < 300 and len(val) == len(m.history_["train"]) == m.n_trees_
+    assert m.best_iteration_ == int(np.argmin(val)) + 1
+    assert m.n_trees_ == m.best_iteration_ + 5
+    assert any("early stopping" in n for n in m.notes_)
+    # predictions use the best rounds only: their weighted validation loss is the minimum
+    assert log_loss(yv, m.predict(Xv), sample_weight=wv) == pytest.approx(val.min(), rel=1e-4)
+
+
+def test_multiclass_weights_move_the_probabilities_the_expected_way() -> None:
+    X, y = three_gaussians(400, seed=29)
+    Xq, _ = three_gaussians(200, seed=30)
+    params = {**FAST, "subsample": 1.0}
+    base = BDT(params, "multiclass", n_classes=3).fit(X, y, np.ones(len(X))).predict(Xq)
+    # class 2 four times heavier: its predicted share rises nearly everywhere
+    heavy = BDT(params, "multiclass", n_classes=3).fit(
+        X, y, np.where(y == 2, 4.0, 1.0)).predict(Xq)
+    assert np.mean(heavy[:, 2] > base[:, 2]) > 0.9
+    assert heavy[:, 2].mean() > base[:, 2].mean() + 0.05
+    assert np.mean(heavy.argmax(axis=1) == 2) > np.mean(base.argmax(axis=1) == 2)
+
+
+def test_multiclass_negative_weights_are_set_to_zero() -> None:
+    X, y = three_gaussians(300, seed=31)
+    w = np.ones(len(X))
+    w[::7] = -0.5
+    params = {**FAST, "subsample": 1.0}
+    m = BDT(params, "multiclass", n_classes=3).fit(X, y, w, monitor=(X, y, w))
+    assert any("negative weight" in n for n in m.notes_)
+    assert np.all(np.isfinite(m.history_["test"]))
+    keep = w > 0
+    ref = BDT(params, "multiclass", n_classes=3).fit(X[keep], y[keep], w[keep])
+    np.testing.assert_allclose(m.predict(X), ref.predict(X), rtol=1e-6)
+
+
+def test_multiclass_feature_importance_finds_the_informative_features() -> None:
+    X, y = three_gaussians(400, seed=32, d=3)
+    m = BDT(FAST, "multiclass", n_classes=3).fit(X, y, np.ones(len(X)))
+    imp = m.feature_importance(3)
+    assert imp.sum() == pytest.approx(1.0) and imp[2] < 0.1 and min(imp[:2]) > 0.3
+
+
+def test_multiclass_state_roundtrip(tmp_path: Path) -> None:
+    X, y = three_gaussians(200, seed=33)
+    Xv, yv = three_gaussians(200, seed=34)
+    params = {**FAST, "early_stopping_rounds": 3, "learning_rate": 0.5, "max_depth": 6}
+    m = BDT(params, "multiclass", n_classes=3).fit(X, y, np.ones(len(X)),
+                                                   validation=(Xv, yv, np.ones(len(Xv))))
+    assert m.state()[0]["n_classes"] == 3
+    m2 = roundtrip(m, params, "multiclass", tmp_path, n_classes=3)
+    assert m2.best_iteration_ == m.best_iteration_ < m.n_trees_
+    Xq = np.random.default_rng(35).normal(size=(100, 2))
+    np.testing.assert_array_equal(m2.predict(Xq), m.predict(Xq))
+    with pytest.raises(InputError, match="3 classes"):
+        roundtrip(m, params, "multiclass", tmp_path, n_classes=4)
+
+
+def test_multiclass_refuses_labels_out_of_range_and_predict_before_fit() -> None:
+    X, y = three_gaussians(50, seed=36)
+    with pytest.raises(ValueError, match="class indices 0 .. 1"):
+        BDT(FAST, "multiclass", n_classes=2).fit(X, y, np.ones(len(X)))
+    with pytest.raises(NotFittedError):
+        BDT({}, "multiclass", n_classes=3).predict(np.zeros((3, 2)))

@@ -124,3 +124,61 @@ def test_state_roundtrip(task: str, tmp_path: Path) -> None:
 def test_predict_before_fit_raises() -> None:
     with pytest.raises(NotFittedError):
         KNN({}, "classification").predict(np.zeros((3, 2)))
+
+
+def three_classes(n: int, seed: int, d: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` events of each of three Gaussian classes with centres on a circle of radius 2."""
+    rng = np.random.default_rng(seed)
+    angles = 2 * np.pi * np.arange(3) / 3
+    centres = np.zeros((3, d))
+    centres[:, 0], centres[:, 1] = 2 * np.cos(angles), 2 * np.sin(angles)
+    y = np.repeat(np.arange(3), n)
+    return centres[y] + rng.normal(size=(3 * n, d)), y
+
+
+def test_multiclass_fractions_are_brute_force_weighted_neighbour_counts() -> None:
+    X, y = three_classes(80, seed=13, d=3)
+    w = np.random.default_rng(14).uniform(0.2, 3.0, len(X))
+    Xq = np.random.default_rng(15).normal(size=(60, 3)) * 2
+    m = KNN({"k": 9, "block_size": 16}, "multiclass", n_classes=3).fit(X, y, w)
+    p = m.predict(Xq)
+    assert p.shape == (60, 3) and p.dtype == np.float64
+    for c in range(3):
+        np.testing.assert_allclose(p[:, c], brute_force(X, (y == c).astype(float), w, Xq, 9),
+                                   rtol=1e-12)
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-12)
+    # unit weights: the fractions are neighbour counts over k
+    u = KNN({"k": 9}, "multiclass", n_classes=3).fit(X, y, np.ones(len(X))).predict(Xq)
+    np.testing.assert_allclose(u * 9, np.round(u * 9), atol=1e-12)
+
+
+def test_multiclass_separates_three_gaussians() -> None:
+    X, y = three_classes(400, seed=16)
+    Xt, yt = three_classes(400, seed=17)
+    p = KNN({"k": 25}, "multiclass", n_classes=3).fit(X, y, np.ones(len(X))).predict(Xt)
+    assert np.mean(p.argmax(1) == yt) > 0.8
+
+
+def test_multiclass_weightless_neighbours_give_uniform_and_empty_classes_zero() -> None:
+    X = np.array([[0.0], [0.1], [5.0], [5.1], [5.2]])
+    y = np.array([0, 1, 0, 1, 1])
+    m = KNN({"k": 2}, "multiclass", n_classes=4).fit(X, y, np.array([0.0, 0.0, 1.0, 3.0, 1.0]))
+    np.testing.assert_allclose(m.predict(np.array([[0.05], [5.05]])),
+                               [[0.25] * 4, [0.25, 0.75, 0.0, 0.0]])
+    # a class's negative neighbour weight counts as 0, so the rows stay probabilities
+    m = KNN({"k": 3}, "multiclass", n_classes=3).fit(X, y, np.array([1, 1, -1.0, 2.0, 1.0]))
+    np.testing.assert_allclose(m.predict(np.array([[5.1]])), [[0.0, 1.0, 0.0]])
+    assert KNN({}, "multiclass", n_classes=3).fit(X, y, np.ones(5)).predict(
+        np.empty((0, 1))).shape == (0, 3)
+
+
+def test_multiclass_state_roundtrip(tmp_path: Path) -> None:
+    X, y = three_classes(60, seed=18)
+    params = {"k": 7}
+    m = KNN(params, "multiclass", n_classes=3).fit(X, y, np.ones(len(X)))
+    meta = m.state()[0]
+    assert meta["n_classes"] == 3
+    m2 = roundtrip(m, params, "multiclass", tmp_path)
+    Xq = np.random.default_rng(19).normal(size=(40, 2))
+    assert m2.n_classes == 3
+    np.testing.assert_array_equal(m2.predict(Xq), m.predict(Xq))

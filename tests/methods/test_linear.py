@@ -151,3 +151,108 @@ def test_state_roundtrip(task: str, method: str, tmp_path: Path) -> None:
 def test_predict_before_fit_raises() -> None:
     with pytest.raises(NotFittedError):
         Linear({}, "classification").predict(np.zeros((3, 2)))
+
+
+MEANS3 = np.array([[1.2, 0.5, 0.5], [-0.6, -0.5, -0.3], [0.3, 1.5, -1.0]])
+
+
+def three_gaussians(n: int, seed: int, sizes: tuple[int, int, int] | None = None):
+    """Three classes with the common covariance ``COV`` (LDA's model), ``n`` events each."""
+    rng = np.random.default_rng(seed)
+    sizes = sizes or (n, n, n)
+    X = np.vstack([rng.multivariate_normal(mu, COV, k) for mu, k in zip(MEANS3, sizes)])
+    y = np.repeat(np.arange(3), sizes)
+    return X, y
+
+
+def test_multiclass_lda_equals_sklearn_lda_posteriors() -> None:
+    X, y = three_gaussians(600, seed=20)
+    Xq = np.random.default_rng(21).normal(size=(200, 3)) * 1.5
+    m = Linear({}, "multiclass", n_classes=3).fit(X, y, np.ones(len(X)))
+    p = m.predict(Xq)
+    ref = LinearDiscriminantAnalysis(solver="lsqr").fit(X, y).predict_proba(Xq)
+    assert p.shape == (200, 3)
+    np.testing.assert_allclose(p, ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-12)
+    Xt, yt = three_gaussians(600, seed=22)
+    assert np.mean(m.predict(Xt).argmax(1) == yt) > 0.7   # ~0.74: the classes overlap
+
+
+def test_multiclass_lda_integer_weights_equal_duplicated_events() -> None:
+    X, y = three_gaussians(150, seed=23, sizes=(150, 90, 200))
+    counts = np.random.default_rng(24).integers(1, 5, len(X))
+    Xq = np.random.default_rng(25).normal(size=(100, 3))
+    a = Linear({}, "multiclass", n_classes=3).fit(X, y, counts.astype(float))
+    b = Linear({}, "multiclass", n_classes=3).fit(np.repeat(X, counts, 0), np.repeat(y, counts),
+                                                  np.ones(counts.sum()))
+    np.testing.assert_allclose(a.predict(Xq), b.predict(Xq), rtol=1e-9, atol=1e-14)
+    # and both equal scikit-learn on the duplicated events (unequal class sizes: its priors
+    # are the class fractions, as ours)
+    ref = LinearDiscriminantAnalysis(solver="lsqr").fit(np.repeat(X, counts, 0),
+                                                        np.repeat(y, counts))
+    np.testing.assert_allclose(a.predict(Xq), ref.predict_proba(Xq), rtol=1e-9, atol=1e-12)
+
+
+def test_multiclass_lda_ignores_constant_features() -> None:
+    # always-empty pixels make the within-class covariance singular
+    X, y = three_gaussians(300, seed=26)
+    Xc = np.c_[np.zeros(len(X)), X[:, :2], np.full(len(X), 3.0), X[:, 2]]
+    Xq = np.random.default_rng(27).normal(size=(50, 3))
+    Xqc = np.c_[np.zeros(50), Xq[:, :2], np.full(50, 3.0), Xq[:, 2]]
+    a = Linear({}, "multiclass", n_classes=3).fit(Xc, y, np.ones(len(X))).predict(Xqc)
+    b = Linear({}, "multiclass", n_classes=3).fit(X, y, np.ones(len(X))).predict(Xq)
+    assert np.all(np.isfinite(a))
+    np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-10)
+
+
+def test_multiclass_weights_clipped_and_weightless_class_never_predicted() -> None:
+    X, y = three_gaussians(200, seed=28)
+    w = np.ones(len(X))
+    w[::5] = -1.5
+    keep = w > 0
+    Xq = np.random.default_rng(29).normal(size=(40, 3))
+    for method in ("fisher", "logistic"):
+        a = Linear({"method": method}, "multiclass", n_classes=3).fit(X, y, w).predict(Xq)
+        b = Linear({"method": method}, "multiclass", n_classes=3).fit(
+            X[keep], y[keep], w[keep]).predict(Xq)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    # no weight in class 1: LDA gives it probability 0 (prior 0), the others still sum to 1
+    p = Linear({}, "multiclass", n_classes=3).fit(X, y, np.where(y == 1, 0.0, 1.0)).predict(Xq)
+    np.testing.assert_array_equal(p[:, 1], 0.0)
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-12)
+
+
+def test_multiclass_logistic_matches_sklearn_multinomial_with_weights() -> None:
+    X, y = three_gaussians(400, seed=30, sizes=(400, 250, 300))
+    w = np.random.default_rng(31).uniform(0.2, 2.0, len(X))
+    m = Linear({"method": "logistic", "C": 0.5}, "multiclass", n_classes=3).fit(X, y, w)
+    ref = LogisticRegression(C=0.5, max_iter=1000, tol=1e-10).fit(X, y, sample_weight=w)
+    Xq = np.random.default_rng(32).normal(size=(100, 3))
+    p = m.predict(Xq)
+    assert p.shape == (100, 3)
+    np.testing.assert_allclose(p, ref.predict_proba(Xq), atol=3e-3)
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-12)
+
+
+def test_multiclass_logistic_with_two_classes_present_uses_the_one_logit() -> None:
+    # scikit-learn fits one logit when only two of the classes occur in the labels
+    X, y = three_gaussians(200, seed=33)
+    keep = y != 1
+    m = Linear({"method": "logistic"}, "multiclass", n_classes=3).fit(X[keep], y[keep],
+                                                                      np.ones(keep.sum()))
+    ref = LogisticRegression(max_iter=1000).fit(X[keep], y[keep])
+    Xq = np.random.default_rng(34).normal(size=(30, 3))
+    p = m.predict(Xq)
+    np.testing.assert_array_equal(p[:, 1], 0.0)
+    np.testing.assert_allclose(p[:, [0, 2]], ref.predict_proba(Xq), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["fisher", "logistic"])
+def test_multiclass_state_roundtrip(method: str, tmp_path: Path) -> None:
+    X, y = three_gaussians(100, seed=35)
+    params = {"method": method}
+    m = Linear(params, "multiclass", n_classes=3).fit(X, y, np.ones(len(X)))
+    assert m.state()[0] == {"n_classes": 3}
+    m2 = roundtrip(m, params, "multiclass", tmp_path)
+    Xq = np.random.default_rng(36).normal(size=(50, 3))
+    np.testing.assert_array_equal(m2.predict(Xq), m.predict(Xq))

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import roundtrip, two_gaussians
+from helpers import roundtrip, three_gaussians, two_gaussians
 from sklearn.metrics import log_loss, roc_auc_score
 
-from mva.errors import NotFittedError
+from mva.errors import InputError, NotFittedError
 from mva.methods.mlp import MLP, MLPParams
 
 SMALL = {"hidden_layers": [16, 16], "epochs": 15, "early_stopping": False, "batch_size": 128,
@@ -185,3 +185,99 @@ def test_state_roundtrip(task: str, loss: str | None, tmp_path: Path) -> None:
 def test_predict_before_fit_raises() -> None:
     with pytest.raises(NotFittedError):
         MLP({}, "classification").predict(np.zeros((3, 2)))
+
+
+# multiclass: n_classes logits, softmax and weighted cross-entropy
+
+@pytest.fixture(scope="module")
+def three():
+    X, y = three_gaussians(300, seed=20)
+    Xt, yt = three_gaussians(300, seed=21)
+    return X, y, Xt, yt
+
+
+def test_multiclass_separates_three_gaussians(three) -> None:
+    X, y, Xt, yt = three
+    wt = np.random.default_rng(22).uniform(0.2, 3.0, len(Xt))
+    params = {**SMALL, "epochs": 10}
+    m = MLP(params, "multiclass", n_classes=3).fit(X, y, np.ones(len(X)), monitor=(Xt, yt, wt))
+    assert m.loss_name == "categorical_crossentropy" and m.n_outputs_ == 3
+    p, sigma = m.predict_with_sigma(Xt)
+    assert sigma is None
+    assert p.shape == (len(Xt), 3) and p.dtype == np.float64
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    assert np.all((p > 0) & (p < 1))
+    assert np.mean(p.argmax(axis=1) == yt) > 0.7          # chance is 1/3
+    assert set(m.history_) == {"train", "test"}
+    assert len(m.history_["train"]) == len(m.history_["test"]) == 10
+    assert m.history_["train"][-1] < m.history_["train"][0] < 1.2 * np.log(3)
+    # the monitored loss is the weighted cross-entropy of the final network
+    assert m.history_["test"][-1] == pytest.approx(log_loss(yt, p, sample_weight=wt), rel=1e-4)
+
+
+def test_multiclass_early_stopping_restores_the_best_epoch() -> None:
+    # few events, a wide net and a large step: the validation loss soon rises again
+    X, y = three_gaussians(40, seed=23, radius=0.8)
+    Xv, yv = three_gaussians(150, seed=24, radius=0.8)
+    wv = np.random.default_rng(25).uniform(0.5, 1.5, len(Xv))
+    params = {**SMALL, "hidden_layers": [128, 128], "epochs": 300, "early_stopping": True,
+              "patience": 5, "learning_rate": 0.03, "batch_size": 32}
+    m = MLP(params, "multiclass", n_classes=3).fit(X, y, np.ones(len(X)),
+                                                   validation=(Xv, yv, wv))
+    h = m.history_
+    assert set(h) == {"train", "validation"} and len(h["train"]) == len(h["validation"]) < 300
+    assert any("early stopping" in n for n in m.notes_)
+    assert len(h["validation"]) == int(np.argmin(h["validation"])) + 1 + 5
+    # the kept network is the best epoch's: its weighted validation loss is the minimum
+    assert log_loss(yv, m.predict(Xv), sample_weight=wv) == pytest.approx(
+        min(h["validation"]), rel=1e-4)
+
+
+def test_multiclass_weights_move_the_probabilities_the_expected_way(three) -> None:
+    X, y, Xt, _ = three
+    params = {**SMALL, "epochs": 10}
+    base = MLP(params, "multiclass", n_classes=3).fit(X, y, np.ones(len(X))).predict(Xt)
+    heavy = MLP(params, "multiclass", n_classes=3).fit(
+        X, y, np.where(y == 2, 4.0, 1.0)).predict(Xt)
+    # class 2 four times heavier: its odds against each other class rise about 4-fold
+    assert np.mean(heavy[:, 2] > base[:, 2]) > 0.95
+    for other in (0, 1):
+        shift = np.log(heavy[:, 2] / heavy[:, other]) - np.log(base[:, 2] / base[:, other])
+        assert 0.7 < np.median(shift) < 2.1         # log(4) = 1.39
+    # an overall factor on the weights changes nothing (the loss is normalised by their sum)
+    scaled = MLP(params, "multiclass", n_classes=3).fit(X, y, 3.0 * np.ones(len(X))).predict(Xt)
+    np.testing.assert_allclose(scaled, base, atol=1e-5)
+
+
+def test_check_task_multiclass_losses() -> None:
+    MLP.check_task("multiclass", MLPParams())
+    MLP.check_task("multiclass", MLPParams(loss="categorical_crossentropy"))
+    for loss in ("gaussian", "huber", "squared_error"):
+        with pytest.raises(ValueError, match="is for regression; multiclass uses categorical"):
+            MLP.check_task("multiclass", MLPParams(loss=loss))
+    with pytest.raises(ValueError, match="binary classification; multiclass uses categorical"):
+        MLP.check_task("multiclass", MLPParams(loss="binary_crossentropy"))
+    with pytest.raises(ValueError, match="is for multiclass; classification uses binary"):
+        MLP.check_task("classification", MLPParams(loss="categorical_crossentropy"))
+    with pytest.raises(ValueError, match="is for multiclass"):
+        MLP.check_task("regression", MLPParams(loss="categorical_crossentropy"))
+
+
+def test_multiclass_state_roundtrip(three, tmp_path: Path) -> None:
+    X, y, _, _ = three
+    params = {**SMALL, "epochs": 2, "dropout": 0.1, "activation": "elu"}
+    m = MLP(params, "multiclass", n_classes=3).fit(X, y, np.ones(len(X)))
+    assert m.state()[0]["n_classes"] == 3
+    m2 = roundtrip(m, params, "multiclass", tmp_path, n_classes=3)
+    Xq = np.random.default_rng(26).normal(size=(100, 2))
+    np.testing.assert_array_equal(m2.predict(Xq), m.predict(Xq))
+    with pytest.raises(InputError, match="3 classes"):
+        roundtrip(m, params, "multiclass", tmp_path, n_classes=4)
+
+
+def test_multiclass_refuses_labels_out_of_range_and_predict_before_fit() -> None:
+    X, y = three_gaussians(20, seed=27)
+    with pytest.raises(ValueError, match="class indices 0 .. 1"):
+        MLP(SMALL, "multiclass", n_classes=2).fit(X, y, np.ones(len(X)))
+    with pytest.raises(NotFittedError):
+        MLP({}, "multiclass", n_classes=3).predict(np.zeros((3, 2)))

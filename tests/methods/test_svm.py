@@ -136,3 +136,104 @@ def test_state_roundtrip(task: str, kernel: str, tmp_path: Path) -> None:
 def test_predict_before_fit_raises() -> None:
     with pytest.raises(NotFittedError):
         SVM({}, "classification").predict(np.zeros((3, 2)))
+
+
+def three_classes(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` events of each of three Gaussian classes with centres on a circle of radius 2."""
+    rng = np.random.default_rng(seed)
+    angles = 2 * np.pi * np.arange(3) / 3
+    centres = 2 * np.c_[np.cos(angles), np.sin(angles)]
+    y = np.repeat(np.arange(3), n)
+    return centres[y] + rng.normal(size=(3 * n, 2)), y
+
+
+def weighted_log_loss(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    return -float(np.average(np.log(p[np.arange(len(y)), y]), weights=w))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"kernel": "rbf", "tol": 1e-10}, {"kernel": "poly", "degree": 2, "coef0": 1.0, "tol": 1e-10},
+     {"kernel": "linear", "C": 0.5, "tol": 1e-10}],
+)
+def test_multiclass_one_vs_rest_decisions_equal_sklearn_svc(params: dict) -> None:
+    X, y = three_classes(70, seed=13)
+    w = np.random.default_rng(14).uniform(0.2, 3.0, len(X))
+    Xq = np.random.default_rng(15).normal(size=(60, 2)) * 2
+    m = SVM(params, "multiclass", n_classes=3).fit(X, y, w)
+    f = m.decision_function(Xq)
+    assert f.shape == (60, 3)
+    for c in range(3):
+        ref = SVC(**params).fit(X, (y == c).astype(int), sample_weight=w / w.mean())
+        np.testing.assert_allclose(f[:, c], ref.decision_function(Xq), rtol=1e-6, atol=1e-8)
+    # one kernel matrix: each support vector stored once, though machines share them
+    assert len(np.unique(m.sv_, axis=0)) == len(m.sv_)
+    # probabilities: softmax of f / T, rows sum to 1
+    p = m.predict(Xq)
+    z = f / m.temperature_
+    ref_p = np.exp(z - z.max(1, keepdims=True))
+    np.testing.assert_allclose(p, ref_p / ref_p.sum(1, keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-12)
+
+
+def test_multiclass_temperature_minimises_training_log_loss() -> None:
+    X, y = three_classes(150, seed=16)
+    w = np.random.default_rng(17).uniform(0.5, 2.0, len(X))
+    m = SVM({}, "multiclass", n_classes=3).fit(X, y, w)
+    best = weighted_log_loss(m.predict(X), y, w)
+    T = m.temperature_
+    for factor in (0.8, 0.95, 1.05, 1.25):
+        m.temperature_ = T * factor
+        assert weighted_log_loss(m.predict(X), y, w) > best
+    m.temperature_ = T
+    Xt, yt = three_classes(300, seed=18)
+    p = m.predict(Xt)
+    assert np.mean(p.argmax(1) == yt) > 0.85
+    # calibrated on training events: the test log loss is close to the best possible here
+    assert weighted_log_loss(p, yt, np.ones(len(yt))) < 0.4
+
+
+def test_multiclass_weightless_class_is_never_predicted_and_weights_matter() -> None:
+    X, y = three_classes(100, seed=19)
+    Xq = np.random.default_rng(20).normal(size=(80, 2)) * 2
+    p = SVM({}, "multiclass", n_classes=3).fit(X, y, np.where(y == 2, 0.0, 1.0)).predict(Xq)
+    np.testing.assert_array_equal(p[:, 2], 0.0)
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-12)
+    base = SVM({}, "multiclass", n_classes=3).fit(X, y, np.ones(len(X))).predict(Xq)
+    heavy = SVM({}, "multiclass", n_classes=3).fit(X, y, np.where(y == 1, 5.0, 1.0)).predict(Xq)
+    assert heavy[:, 1].mean() > base[:, 1].mean() + 0.05
+    # zero weights on part of a class (libsvm drops those events): still the sklearn machines
+    w = np.where((y == 0) & (np.arange(len(y)) % 4 != 0), 0.0, 1.0)
+    m = SVM({"tol": 1e-10}, "multiclass", n_classes=3).fit(X, y, w)
+    for c in range(3):
+        ref = SVC(tol=1e-10).fit(X, (y == c).astype(int), sample_weight=w / w.mean())
+        np.testing.assert_allclose(m.decision_function(Xq)[:, c], ref.decision_function(Xq),
+                                   rtol=1e-6, atol=1e-8)
+    assert np.mean(m.predict(X)[w > 0].argmax(1) == y[w > 0]) > 0.85
+    # negative weights count as zero, as for binary
+    neg = SVM({"tol": 1e-10}, "multiclass", n_classes=3).fit(X, y, np.where(w == 0, -2.0, w))
+    np.testing.assert_array_equal(neg.predict(Xq), m.predict(Xq))
+
+
+def test_multiclass_max_train_events_limits_training_but_scores_all() -> None:
+    X, y = three_classes(200, seed=21)
+    m = SVM({"max_train_events": 150}, "multiclass", n_classes=3, seed=2).fit(X, y,
+                                                                              np.ones(len(X)))
+    assert m.n_train_ == 150 and any("150 of 600" in n for n in m.notes_)
+    assert all(np.any(np.all(X == sv, axis=1)) for sv in m.sv_)
+    p = m.predict(X)
+    assert p.shape == (600, 3) and np.mean(p.argmax(1) == y) > 0.8
+    again = SVM({"max_train_events": 150}, "multiclass", n_classes=3, seed=2).fit(
+        X, y, np.ones(len(X)))
+    np.testing.assert_array_equal(again.predict(X), p)
+
+
+def test_multiclass_state_roundtrip(tmp_path: Path) -> None:
+    X, y = three_classes(50, seed=22)
+    params = {"kernel": "rbf", "block_size": 13}
+    m = SVM(params, "multiclass", n_classes=3).fit(X, y, np.ones(len(X)))
+    meta = m.state()[0]
+    assert meta["n_classes"] == 3 and meta["temperature"] == m.temperature_
+    m2 = roundtrip(m, params, "multiclass", tmp_path)
+    Xq = np.random.default_rng(23).normal(size=(30, 2))
+    np.testing.assert_array_equal(m2.predict(Xq), m.predict(Xq))

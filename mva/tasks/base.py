@@ -1,0 +1,220 @@
+"""The interface of a task, and the machinery that the two classification tasks share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mva.errors import ConfigError
+
+__all__ = ["Task", "Sample", "ClassificationTask", "Job"]
+
+#: a plot: (function of :mod:`mva.evaluation.plots`, args, kwargs, record for the report)
+Job = tuple[str, tuple, dict, dict]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample to read: a class (with its label) or the regression sample."""
+
+    key: str             # config key path, for messages: ``data.signal``, ``data.classes.qcd``
+    label: int | None
+    files: list[str]
+    tree: str | None
+    weight: str
+    cut: str
+
+
+class Task:
+    """What differs between tasks. Subclasses implement every method below."""
+
+    name: ClassVar[str]
+
+    def __init__(self, classes: list[str] | None = None, targets: list[str] | None = None):
+        self.classes = list(classes or [])
+        self.targets = list(targets or [])
+
+    # ------------------------------------------------------------------ config and manifest
+    @classmethod
+    def check_config(cls, cfg: Any, source: str) -> None:
+        """Raise :class:`ConfigError` (naming the key) for keys this task needs or refuses."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Task:
+        raise NotImplementedError
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> Task:
+        return cls(classes=manifest.get("classes"), targets=manifest.get("targets"))
+
+    def manifest_info(self) -> dict[str, Any]:
+        """What the run's manifest records of the task (beside its name)."""
+        return {}
+
+    # ------------------------------------------------------------------ data
+    def samples(self, data: Any) -> list[Sample]:
+        """The samples to read from the config's ``data``."""
+        raise NotImplementedError
+
+    #: (class name, label) per class in classID order; None: no classes (regression)
+    @property
+    def groups(self) -> list[tuple[str, int]] | None:
+        return None
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes the methods see (2 for binary, also unused in regression)."""
+        return 2
+
+    def y(self, events: Any) -> np.ndarray:
+        """What the methods are trained on: labels or targets."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ outputs
+    def truth_columns(self, events: Any) -> dict[str, Any]:
+        """TrainTree/TestTree branches that say what an event is (classID, targets)."""
+        raise NotImplementedError
+
+    def method_columns(self, name: str, pred: np.ndarray, sigma: np.ndarray | None
+                       ) -> dict[str, np.ndarray]:
+        """The score branches of one method in the output trees."""
+        raise NotImplementedError
+
+    def apply_columns(self, name: str, trained: Any, pred: np.ndarray, sigma: np.ndarray | None,
+                      options: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The branches ``mva apply`` writes for one method (scores and probabilities)."""
+        return self.method_columns(name, pred, sigma)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, res: Any, run: Any) -> dict[str, Any]:
+        """metrics.json entry of one method (``test``, ``train``, ...)."""
+        raise NotImplementedError
+
+    def run_metrics(self, run: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Run-level metrics.json keys: (before ``methods``, after ``methods``)."""
+        return {}, {}
+
+    def summary_table(self, run: Any) -> str:
+        """The table printed at the end of ``mva train``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ plots and report
+    def input_plot_labels(self, labels: np.ndarray | None) -> np.ndarray | None:
+        """Labels that split the input-variable plots into signal and background (or None)."""
+        return labels
+
+    def method_plots(self, run: Any, name: str, outdir: Path, kw: dict) -> list[Job]:
+        """Plots of one evaluated method."""
+        raise NotImplementedError
+
+    def summary_plots(self, run: Any, outdir: Path, kw: dict) -> list[Job]:
+        """Plots comparing the methods."""
+        raise NotImplementedError
+
+    def report_summary(self, run_files: Any) -> str:
+        """The report's summary table (HTML)."""
+        raise NotImplementedError
+
+    def report_comparison(self, runs: Any) -> str:
+        """The report's comparison of several runs (HTML)."""
+        raise NotImplementedError
+
+
+def _per_class_keys(given: Any, classes: list[str], key: str, source: str) -> None:
+    """``given`` (a per-class mapping from the config) names exactly ``classes``."""
+    if given is None or not hasattr(given, "items") or not callable(given.items):
+        return
+    names = list(given.items())
+    unknown = [n for n in names if n not in classes]
+    if unknown:
+        raise ConfigError(f"{source}: {key}.{unknown[0]}: unknown class (classes: "
+                          f"{', '.join(classes)})")
+    missing = [c for c in classes if c not in names]
+    if missing:
+        raise ConfigError(f"{source}: {key}.{missing[0]}: missing (give a value for every "
+                          f"class: {', '.join(classes)})")
+
+
+class ClassificationTask(Task):
+    """Binary and multiclass classification: one sample per class, labels, split per class."""
+
+    #: label the methods see, per class in classID order
+    labels: list[int]
+
+    def __init__(self, classes: list[str] | None = None, targets: list[str] | None = None):
+        super().__init__(classes, targets)
+
+    @classmethod
+    def check_config(cls, cfg: Any, source: str) -> None:
+        d = cfg.data
+        if d.target:
+            raise ConfigError(f"{source}: data.target: only for task: regression")
+        classes = cls.class_names(cfg)
+        ts = cfg.split.train_size
+        if ts is not None and not isinstance(ts, int):
+            _per_class_keys(ts, classes, "split.train_size", source)
+        for key in ("yields", "class_fractions"):
+            _per_class_keys(getattr(cfg.evaluation, key), classes, f"evaluation.{key}", source)
+
+    @classmethod
+    def class_names(cls, cfg: Any) -> list[str]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Task:
+        return cls(classes=cls.class_names(cfg))
+
+    def manifest_info(self) -> dict[str, Any]:
+        return {"classes": self.classes}
+
+    def sources(self, data: Any) -> list[Any]:
+        raise NotImplementedError
+
+    def samples(self, data: Any) -> list[Sample]:
+        out = []
+        for (name, label), (key, src) in zip(self.groups, self.sources(data), strict=True):
+            cut = " && ".join(f"({c})" for c in (data.cut, src.cut) if c)
+            out.append(Sample(key, label, list(src.files), src.tree, src.weight or data.weight,
+                              cut))
+            del name
+        return out
+
+    @property
+    def groups(self) -> list[tuple[str, int]]:
+        return list(zip(self.classes, self.labels, strict=True))
+
+    def y(self, events: Any) -> np.ndarray:
+        return events.labels
+
+    def class_ids(self, labels: np.ndarray) -> np.ndarray:
+        """TMVA's ``classID``: the position of each event's class in the config (0, 1, ...)."""
+        lut = np.zeros(max(self.labels) + 1, dtype=np.int32)
+        lut[self.labels] = np.arange(len(self.labels), dtype=np.int32)
+        return lut[np.asarray(labels, dtype=np.int64)]
+
+    #: ``className`` as written to the trees
+    def display_names(self) -> list[str]:
+        return list(self.classes)
+
+    def truth_columns(self, events: Any) -> dict[str, Any]:
+        from mva.io.writers import Categorical
+
+        ids = self.class_ids(events.labels)
+        return {"classID": ids,
+                "className": Categorical(ids.astype(np.int64), self.display_names())}
+
+    def expected_fractions(self, cfg: Any, events: Any) -> np.ndarray:
+        """Expected class fractions after the selection: from ``yields`` or
+        ``class_fractions``, else the weighted composition of ``events``."""
+        ev = cfg.evaluation
+        given = ev.yields if ev.yields is not None else ev.class_fractions
+        if given is not None:
+            v = np.array([float(given.get(c)) for c in self.classes])
+        else:
+            v = np.array([float(events.weights[events.labels == lab].sum())
+                          for lab in self.labels])
+        return v / v.sum()

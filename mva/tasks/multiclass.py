@@ -1,0 +1,203 @@
+"""Multiclass classification: per-class probabilities ``(n, K)`` for K >= 2 named classes.
+
+``classID`` is the position of the class in ``data.classes``; the methods see the same index as
+label. The per-class scores are re-weighted to the expected composition (``evaluation.yields`` or
+``class_fractions``; default equal priors): the multiclass P(S|y).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mva.errors import ConfigError
+from mva.naming import class_branch
+from mva.tasks.base import ClassificationTask, Job
+
+__all__ = ["Multiclass", "MAX_CLASSES"]
+
+#: labels are stored as int8
+MAX_CLASSES = 127
+
+
+class Multiclass(ClassificationTask):
+    name = "multiclass"
+
+    def __init__(self, classes: list[str] | None = None, targets: list[str] | None = None):
+        super().__init__(classes, targets)
+        self.labels = list(range(len(self.classes)))
+
+    @classmethod
+    def check_config(cls, cfg: Any, source: str) -> None:
+        d = cfg.data
+        for name in ("signal", "background"):
+            if getattr(d, name) is not None:
+                raise ConfigError(f"{source}: data.{name}: not for task: multiclass; list the "
+                                  "classes under data.classes (signal: {...}, ttbar: {...}, ...)")
+        if d.classes is None:
+            raise ConfigError(f"{source}: data.classes: required for multiclass, e.g. "
+                              "{signal: {files: [...]}, ttbar: {files: [...]}, ...}")
+        if len(d.classes) < 2:
+            raise ConfigError(f"{source}: data.classes: at least two classes are needed "
+                              f"(got {len(d.classes)})")
+        if len(d.classes) > MAX_CLASSES:
+            raise ConfigError(f"{source}: data.classes: at most {MAX_CLASSES} classes")
+        for name in d.classes:
+            if not str(name) or str(name) != str(name).strip():
+                raise ConfigError(f"{source}: data.classes.{name!r}: not a usable class name")
+        if cfg.evaluation.signal_fraction is not None:
+            raise ConfigError(f"{source}: evaluation.signal_fraction: only for binary "
+                              "classification (multiclass: yields or class_fractions)")
+        super().check_config(cfg, source)
+
+    @classmethod
+    def class_names(cls, cfg: Any) -> list[str]:
+        return [str(c) for c in cfg.data.classes]
+
+    def sources(self, data: Any) -> list[Any]:
+        return [(f"data.classes.{name}", src) for name, src in data.classes.items()]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    # ------------------------------------------------------------------ outputs
+    def method_columns(self, name, pred, sigma):
+        return {class_branch(name, c): pred[:, k] for k, c in enumerate(self.classes)}
+
+    def apply_columns(self, name, trained, pred, sigma, options):
+        from mva.evaluation.multiclass import reweight_to_priors
+
+        out = self.method_columns(name, pred, sigma)
+        priors, train_priors = trained.extras.get("priors"), trained.extras.get("train_priors")
+        if priors is not None and train_priors is not None:
+            prob = reweight_to_priors(pred, np.asarray(train_priors), np.asarray(priors))
+            out.update({class_branch(name, c, "prob"): prob[:, k]
+                        for k, c in enumerate(self.classes)})
+        return out
+
+    # ------------------------------------------------------------------ evaluation
+    def train_priors(self, run: Any) -> np.ndarray:
+        """Class fractions of the weights the methods were trained with."""
+        w = run.train_weights
+        v = np.array([float(w[run.train.labels == k].sum()) for k in self.labels])
+        return v / v.sum()
+
+    def evaluate(self, res, run):
+        from mva.evaluation import multiclass as mc
+
+        tr, te, cfg = run.train, run.test, run.config
+        classes = self.classes
+        metrics: dict[str, Any] = {
+            "test": mc.multiclass_metrics(res.pred_test, te.labels, te.weights, classes),
+            "train": mc.multiclass_metrics(res.pred_train, tr.labels, tr.weights, classes),
+            "overtraining": {"ks_pvalue": mc.ks_pvalues(
+                res.pred_train, tr.labels, tr.weights, res.pred_test, te.labels, te.weights,
+                classes)},
+        }
+        priors = self.expected_fractions(cfg, te) if (
+            cfg.evaluation.yields is not None or cfg.evaluation.class_fractions is not None
+        ) else np.full(self.n_classes, 1.0 / self.n_classes)
+        train_priors = self.train_priors(run)
+        prob = mc.reweight_to_priors(res.pred_test, train_priors, priors)
+        # the test events re-weighted to the priors: the composition the probabilities claim
+        comp = mc.class_fractions(te.labels, te.weights, self.n_classes)
+        scale = np.divide(priors, comp, out=np.zeros_like(priors), where=comp > 0)
+        w_check = te.weights * scale[te.labels.astype(np.int64)]
+        metrics["priors"] = dict(zip(classes, map(float, priors), strict=True))
+        metrics["calibration"] = mc.reliability_per_class(prob, te.labels, w_check, classes)
+        res.trained.extras.update(priors=[float(p) for p in priors],
+                                  train_priors=[float(p) for p in train_priors])
+        metrics["importance"] = self._importance(res, run)
+        return metrics
+
+    def _importance(self, res: Any, run: Any) -> dict[str, Any]:
+        from mva.evaluation.multiclass import accuracy
+        from mva.evaluation.ranking import permutation_importance
+
+        tm, te, cfg = res.trained, run.test, run.config
+        out = {"permutation_accuracy_drop": permutation_importance(
+            lambda X: tm.predict(X)[0], te.features, te.labels, te.weights, cfg.data.features,
+            seed=cfg.split.seed, metric=accuracy)}
+        if hasattr(tm.model, "feature_importance"):
+            gain = tm.model.feature_importance(len(cfg.data.features))
+            out["gain"] = dict(zip(cfg.data.features, map(float, gain), strict=True))
+        return out
+
+    def run_metrics(self, run):
+        return {"classes": list(self.classes)}, {}
+
+    def summary_table(self, run):
+        short = [c[:10] for c in self.classes]
+        head = (f"{'method':<12}{'accuracy test (train)':>24}{'macro AUC':>11}"
+                + "".join(f"{'AUC ' + c:>15}" for c in short) + f"{'min KS p':>10}{'fit s':>8}")
+        rows = []
+        for name, res in run.methods.items():
+            m = res.metrics
+            te, trn = m["test"], m["train"]
+            ks = [v for v in m["overtraining"]["ks_pvalue"].values() if v is not None]
+            rows.append(
+                f"{name:<12}{te['accuracy']:>15.4f} ({trn['accuracy']:.4f}){te['roc_auc_macro']:>11.4f}"
+                + "".join(f"{te['roc_auc_ovr'][c]:>15.4f}" for c in self.classes)
+                + f"{min(ks) if ks else float('nan'):>10.3f}{res.fit_seconds:>8.1f}")
+        return "\n".join([head, "-" * len(head), *rows])
+
+    # ------------------------------------------------------------------ plots
+    def input_plot_labels(self, labels):
+        # the input plots split signal from background; with K classes they show all events
+        return None
+
+    def method_plots(self, run: Any, name: str, outdir: Path, kw: dict) -> list[Job]:
+        from mva.naming import plot_record, plot_stem
+
+        res, te, tr = run.methods[name], run.test, run.train
+        m = res.metrics
+        stem = plot_stem(outdir, "confusion", name)
+        jobs: list[Job] = [("plot_confusion", (name, np.asarray(m["test"]["confusion"],
+                                                                dtype=float),
+                                               self.classes, stem), kw,
+                            plot_record(stem, "confusion", name))]
+        for k, c in enumerate(self.classes):
+            stem = plot_stem(outdir, "scores", name, c)
+            jobs.append(("plot_class_scores", (
+                name, c, (res.pred_train[:, k], tr.labels, tr.weights),
+                (res.pred_test[:, k], te.labels, te.weights),
+                m["overtraining"]["ks_pvalue"].get(c), self.classes, stem), kw,
+                plot_record(stem, "scores", name, c, "class")))
+        rel = {c: (np.asarray(v["reliability"]["mean_prob"], dtype=float),
+                   np.asarray(v["reliability"]["signal_fraction"], dtype=float))
+               for c, v in m["calibration"].items()}
+        stem = plot_stem(outdir, "reliability", name)
+        jobs.append(("plot_reliability_classes", (name, rel, stem), kw,
+                     plot_record(stem, "class_reliability", name)))
+        return jobs
+
+    def summary_plots(self, run: Any, outdir: Path, kw: dict) -> list[Job]:
+        from mva.evaluation import classification as cm
+        from mva.naming import plot_record, plot_stem
+
+        te = run.test
+        jobs: list[Job] = []
+        for k, c in enumerate(self.classes):
+            is_k = (te.labels == k).astype(np.int8)
+            curves = {}
+            for name, res in run.methods.items():
+                eb, es, _ = cm.roc_curve(res.pred_test[:, k], is_k, te.weights)
+                curves[name] = (eb, es, res.metrics["test"]["roc_auc_ovr"][c])
+            stem = plot_stem(outdir, "roc", None, c)
+            jobs.append(("plot_roc_ovr", (c, curves, stem), kw,
+                         plot_record(stem, "roc_ovr", None, c, "class")))
+        return jobs
+
+    # ------------------------------------------------------------------ report
+    def report_summary(self, run_files):
+        from mva.report import summary
+
+        return summary.multiclass_summary(run_files)
+
+    def report_comparison(self, runs):
+        from mva.report import comparison
+
+        return comparison.multiclass_comparison(runs)

@@ -1,0 +1,154 @@
+"""Regression: one or more targets per event, optionally a per-event width (``<m>_sigma``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mva.errors import ConfigError
+from mva.evaluation import regression as rm
+from mva.tasks.base import Job, Sample, Task
+
+__all__ = ["Regression"]
+
+
+class Regression(Task):
+    name = "regression"
+
+    @classmethod
+    def check_config(cls, cfg: Any, source: str) -> None:
+        d = cfg.data
+        if not d.target:
+            raise ConfigError(f"{source}: data.target: required for regression")
+        if d.classes is not None:
+            raise ConfigError(f"{source}: data.classes: only for task: multiclass")
+        if not d.files and d.signal is None:
+            raise ConfigError(f"{source}: data.files: required for regression")
+        if cfg.split.train_size is not None and not isinstance(cfg.split.train_size, int):
+            raise ConfigError(f"{source}: split.train_size: give one number for regression")
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Regression:
+        return cls(targets=cfg.data.target)
+
+    def samples(self, data: Any) -> list[Sample]:
+        return [Sample("data", None, list(data.files), data.tree, data.weight, data.cut)]
+
+    def y(self, events: Any) -> np.ndarray:
+        return events.targets
+
+    # ------------------------------------------------------------------ outputs
+    def truth_columns(self, events: Any) -> dict[str, Any]:
+        from mva.naming import target_branches
+
+        return {name: events.targets[:, j]
+                for j, name in enumerate(target_branches(events.target_names))}
+
+    def method_columns(self, name, pred, sigma):
+        """``name`` (and ``name_sigma``) for one target, ``name_<j>`` per target for several."""
+        cols = {}
+        n = pred.shape[1]
+        for j in range(n):
+            suffix = "" if n == 1 else f"_{j}"
+            cols[f"{name}{suffix}"] = pred[:, j]
+            if sigma is not None:
+                cols[f"{name}{suffix}_sigma"] = sigma[:, j]
+        return cols
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, res, run):
+        out: dict[str, Any] = {}
+        for part, ev, pred, sigma in (("test", run.test, res.pred_test, res.sigma_test),
+                                      ("train", run.train, res.pred_train, res.sigma_train)):
+            per_target = {}
+            for j, tname in enumerate(ev.target_names):
+                per_target[tname] = rm.regression_metrics(
+                    pred[:, j], ev.targets[:, j], ev.weights,
+                    width=None if sigma is None else sigma[:, j])
+            out[part] = next(iter(per_target.values())) if len(per_target) == 1 else per_target
+        return out
+
+    def summary_table(self, run):
+        head = (f"{'method':<12}{'bias':>11}{'rms':>11}{'rms_trunc':>11}{'mae':>11}"
+                f"{'sigma_eff':>11}{'median':>9}{'fit s':>8}")
+        rows = []
+        for name, res in run.methods.items():
+            te = res.metrics["test"]
+            if "bias" not in te:
+                te = next(iter(te.values()))
+            rows.append(f"{name:<12}{te['bias']:>11.4g}{te['rms']:>11.4g}{te['rms_trunc']:>11.4g}"
+                        f"{te['mae']:>11.4g}{te['sigma_eff']:>11.4g}{te['median']:>9.4f}"
+                        f"{res.fit_seconds:>8.1f}")
+        return "\n".join([head, "-" * len(head), *rows])
+
+    # ------------------------------------------------------------------ plots
+    def _part(self, j: int) -> str | None:
+        return None if len(self.targets) == 1 else str(j)
+
+    def method_plots(self, run: Any, name: str, outdir: Path, kw: dict) -> list[Job]:
+        from mva.naming import plot_record, plot_stem
+
+        res, te, cfg = run.methods[name], run.test, run.config
+        jobs: list[Job] = []
+        for j in range(len(te.target_names)):
+            part = self._part(j)
+
+            def job(func: str, kind: str, args: tuple, part: str | None = part) -> Job:
+                stem = plot_stem(outdir, kind, name, part)
+                return (func, (name, *args, stem), kw,
+                        plot_record(stem, kind, name, part, "target"))
+
+            pred, target = res.pred_test[:, j], te.targets[:, j]
+            d = pred - target
+            jobs.append(job("plot_prediction_vs_true", "pred_vs_true", (pred, target, te.weights)))
+            jobs.append(job("plot_profiles", "profiles",
+                            (te.features, cfg.data.features, d, te.weights)))
+            if res.sigma_test is not None:
+                width = res.sigma_test[:, j]
+                jobs.append(job("plot_pulls", "pulls", (d, width, te.weights)))
+                jobs.append(job("plot_width_calibration", "width_calibration",
+                                (d, width, te.weights)))
+        return jobs
+
+    def summary_plots(self, run: Any, outdir: Path, kw: dict) -> list[Job]:
+        from mva.naming import plot_record, plot_stem
+
+        te = run.test
+        jobs: list[Job] = []
+        for j, tname in enumerate(te.target_names):
+            target = te.targets[:, j]
+            ratios: dict[str, np.ndarray] = {}
+            raw = _raw_ratio(tname, te)
+            if raw is not None:
+                ratios["raw (no correction)"] = raw
+            for name, res in run.methods.items():
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratios[name] = res.pred_test[:, j] / target
+            part = self._part(j)
+            stem = plot_stem(outdir, "ratio", None, part)
+            jobs.append(("plot_ratio", (ratios, te.weights, stem), kw,
+                         plot_record(stem, "ratio", None, part, "target")))
+        return jobs
+
+    # ------------------------------------------------------------------ report
+    def report_summary(self, run_files):
+        from mva.report import summary
+
+        return summary.regression_summary(run_files)
+
+    def report_comparison(self, runs):
+        from mva.report import comparison
+
+        return comparison.regression_comparison(runs)
+
+
+def _raw_ratio(target_expr: str, events: Any) -> np.ndarray | None:
+    """For a correction target ``a / b`` the uncorrected ratio of prediction 1 to the target is
+    ``1 / target``: show it as the "before" distribution."""
+    if "/" not in target_expr:
+        return None
+    j = events.target_names.index(target_expr)
+    with np.errstate(divide="ignore"):
+        return 1.0 / events.targets[:, j]
