@@ -90,7 +90,9 @@ methods:
   svm: {type: svm}
   linear: {type: linear}
 evaluation:
-  yields: {signal: 1000, ttbar: 1000, qcd: 1000}   # expected events: equal priors
+  # expected events: the priors of <method>_<class>_prob (accuracy and AUCs use the trained
+  # probabilities, i.e. equal priors)
+  yields: {signal: 100, ttbar: 5000, qcd: 20000}
 """
 
 

@@ -269,10 +269,13 @@ def train(cfg: Config, output: str | Path, force: bool = False) -> RunResult:
     with atomic_directory(output, force) as tmp:
         plotter = None
         if cfg.evaluation.plots:
-            from mva.evaluation.figures import PARALLEL_EVENTS, Plotter
+            from mva.evaluation.figures import PARALLEL_EVENTS, PARALLEL_PLOTS, Plotter
 
             (tmp / "plots").mkdir()
-            plotter = Plotter(parallel=_n_events(cfg) > PARALLEL_EVENTS)
+            # many events make each plot slow, many classes make many plots: either way the
+            # worker processes pay for their start
+            many_plots = len(cfg.methods) * cfg.task_.n_classes > PARALLEL_PLOTS
+            plotter = Plotter(parallel=many_plots or _n_events(cfg) > PARALLEL_EVENTS)
         try:
             run = run_training(cfg, tmp, plotter)
             write_run(run, tmp, plotter)

@@ -34,6 +34,8 @@ Job = tuple
 DISPLAY_EVENTS = 200_000
 #: runs with more events than this draw their plots in worker processes
 PARALLEL_EVENTS = 200_000
+#: ... and so do runs with more (methods x classes) than this (one score plot per pair)
+PARALLEL_PLOTS = 24
 
 
 def _display(events: Any, seed: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -52,13 +54,13 @@ def input_jobs(run: Any, outdir: Path) -> list[Job]:
     """Input-variable distributions and correlations (training events)."""
     cfg = run.config
     X, labels, w = _display(run.train, cfg.split.seed)
-    labels = run.task.input_plot_labels(labels)
     names = cfg.data.features
-    kw = _kw(run)
     jobs = []
     for kind, func in (("inputs", "plot_inputs"), ("correlations", "plot_correlations")):
         stem = plot_stem(outdir, kind)
-        jobs.append((func, (X, labels, w, names, stem), kw, plot_record(stem, kind)))
+        lab, extra = run.task.input_plot_options(kind, labels)
+        jobs.append((func, (X, lab, w, names, stem), {**_kw(run), **extra},
+                     plot_record(stem, kind)))
     return jobs
 
 

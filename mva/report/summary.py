@@ -165,7 +165,12 @@ def _method_notes(run: RunFiles, name: str, m: Mapping[str, Any]) -> list[str]:
 
 def _ranking(run: RunFiles) -> str | None:
     separation = _get(run.metrics, "variables", "separation") or {}
-    drops = {n: _get(m, "importance", "permutation_auc_drop") for n, m in run.methods.items()}
+    # the figure whose drop is measured: the AUC (binary) or the accuracy (multiclass)
+    figure, key = next(((f, k) for f, k in (("AUC", "permutation_auc_drop"),
+                                            ("accuracy", "permutation_accuracy_drop"))
+                        if any(_get(m, "importance", k) for m in run.methods.values())),
+                       ("AUC", "permutation_auc_drop"))
+    drops = {n: _get(m, "importance", key) for n, m in run.methods.items()}
     drops = {n: d for n, d in drops.items() if isinstance(d, Mapping) and d}
     gains = {n: _get(m, "importance", "gain") for n, m in run.methods.items()}
     gains = {n: g for n, g in gains.items() if isinstance(g, Mapping) and g}
@@ -186,11 +191,11 @@ def _ranking(run: RunFiles) -> str | None:
     order = sorted(range(len(names)), key=key)
     top = max((_finite(v) or 0.0 for v in separation.values()), default=0.0)
     group = ('<tr class="group"><th></th><th></th><th></th>'
-             + (f'<th colspan="{len(drops)}">permutation AUC drop</th>' if drops else "")
+             + (f'<th colspan="{len(drops)}">permutation {figure} drop</th>' if drops else "")
              + (f'<th colspan="{len(gains)}">BDT gain</th>' if gains else "") + "</tr>")
     head = group + "<tr>" + _th("#") + _th("variable", num=False) + _th(
         "separation", title="<S²> of signal and background, test sample")
-    head += "".join(_th(n, title=f"AUC loss of {n} when the variable is shuffled")
+    head += "".join(_th(n, title=f"{figure} loss of {n} when the variable is shuffled")
                     for n in drops)
     head += "".join(_th(n, title=f"share of the split gain of {n}") for n in gains) + "</tr>"
     rows = []
@@ -208,9 +213,9 @@ def _ranking(run: RunFiles) -> str | None:
         cells += [_num_cell(d.get(var), ".4f") for d in drops.values()]
         cells += [_num_cell(g.get(var), ".3f") for g in gains.values()]
         rows.append(f'<tr data-variable="{_esc(var)}">' + "".join(cells) + "</tr>")
-    note = ("<p class=\"note\">Sorted by separation. Permutation AUC drop: loss of test AUC when "
-            "the variable is randomly shuffled (larger = more important). BDT gain: share of the "
-            "total split gain.</p>")
+    note = (f"<p class=\"note\">Sorted by separation. Permutation {figure} drop: loss of test "
+            f"{figure} when the variable is randomly shuffled (larger = more important). BDT "
+            "gain: share of the total split gain.</p>")
     return _table(head, rows, "ranking") + note
 
 

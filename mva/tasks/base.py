@@ -103,9 +103,11 @@ class Task:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ plots and report
-    def input_plot_labels(self, labels: np.ndarray | None) -> np.ndarray | None:
-        """Labels that split the input-variable plots into signal and background (or None)."""
-        return labels
+    def input_plot_options(self, kind: str, labels: np.ndarray | None
+                           ) -> tuple[np.ndarray | None, dict[str, Any]]:
+        """Labels and extra options for an input plot (``inputs``, ``correlations``): by
+        default the labels split signal from background (None: all events together)."""
+        return labels, {}
 
     def method_plots(self, run: Any, name: str, outdir: Path, kw: dict) -> list[Job]:
         """Plots of one evaluated method."""

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mva.errors import ConfigError
-from mva.naming import class_branch
+from mva.naming import branch_name, class_branch
 from mva.tasks.base import ClassificationTask, Job
 
 __all__ = ["Multiclass", "MAX_CLASSES"]
@@ -44,9 +44,16 @@ class Multiclass(ClassificationTask):
                               f"(got {len(d.classes)})")
         if len(d.classes) > MAX_CLASSES:
             raise ConfigError(f"{source}: data.classes: at most {MAX_CLASSES} classes")
+        seen: dict[str, str] = {}
         for name in d.classes:
             if not str(name) or str(name) != str(name).strip():
                 raise ConfigError(f"{source}: data.classes.{name!r}: not a usable class name")
+            # classes become branch names (<method>_<class>): two must not give the same one
+            branch = branch_name(str(name))
+            if branch in seen:
+                raise ConfigError(f"{source}: data.classes.{name}: gives the same branch names "
+                                  f"as class {seen[branch]!r} ({branch}); rename one")
+            seen[branch] = str(name)
         if cfg.evaluation.signal_fraction is not None:
             raise ConfigError(f"{source}: evaluation.signal_fraction: only for binary "
                               "classification (multiclass: yields or class_fractions)")
@@ -145,9 +152,11 @@ class Multiclass(ClassificationTask):
         return "\n".join([head, "-" * len(head), *rows])
 
     # ------------------------------------------------------------------ plots
-    def input_plot_labels(self, labels):
-        # the input plots split signal from background; with K classes they show all events
-        return None
+    def input_plot_options(self, kind, labels):
+        if kind == "inputs":  # one distribution per class
+            return labels, {"classes": list(self.classes)}
+        # correlation matrices are drawn for signal and background: here for all events
+        return None, {}
 
     def method_plots(self, run: Any, name: str, outdir: Path, kw: dict) -> list[Job]:
         from mva.naming import plot_record, plot_stem

@@ -265,6 +265,24 @@ def test_inputs_one_unit_area_panel_per_variable(tmp_path: Path, captured: list[
     np.testing.assert_allclose(edges % 1.0, 0.5)
 
 
+def test_inputs_one_unit_area_histogram_per_class_for_multiclass(
+        tmp_path: Path, captured: list[Figure]) -> None:
+    rng = np.random.default_rng(12)
+    labels = rng.integers(0, 3, 3000)
+    X = np.c_[rng.normal(size=3000) + labels]
+    paths = plots.plot_inputs(X, labels, None, ["a"], tmp_path / "mc", formats=("png",),
+                              classes=["sig", "tt", "qcd"])
+    assert_written(paths, tmp_path / "mc", formats=("png",))
+    steps = labelled_steps(captured[0].axes[0])
+    assert set(steps) == {"sig", "tt", "qcd"}
+    for k, name in enumerate(("sig", "tt", "qcd")):
+        values, edges, _ = steps[name].get_data()
+        assert np.sum(values * np.diff(edges)) == pytest.approx(1.0)
+        # each class is its own distribution: its mean follows the shift of that class
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        assert np.sum(values * np.diff(edges) * centres) == pytest.approx(k, abs=0.1)
+
+
 def test_inputs_without_labels_for_regression(tmp_path: Path, captured: list[Figure]) -> None:
     X = np.random.default_rng(10).normal(size=(500, 2))
     paths = plots.plot_inputs(X, None, None, None, tmp_path / "reg", formats=("png",))

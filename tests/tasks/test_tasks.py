@@ -152,3 +152,8 @@ def test_per_class_keys_must_name_the_classes() -> None:
     with pytest.raises(ConfigError, match=r"data\.classes: only for task: multiclass"):
         parse_config(_raw("classification", classes={"a": SRC, "b": SRC}, signal=SRC,
                           background=SRC))
+
+
+def test_class_names_that_give_the_same_branch_are_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"data\.classes\.W\+jets: gives the same branch"):
+        parse_config(_raw("multiclass", classes={"W jets": SRC, "W+jets": SRC}))

@@ -14,6 +14,7 @@ from mva.evaluation._arrays import positive_total
 from mva.evaluation.plots._common import (
     _RC_GRID,
     BACKGROUND,
+    COLOURS,
     DEFAULT_FORMATS,
     SIGNAL,
     Formats,
@@ -64,17 +65,25 @@ def plot_inputs(
     stem: str | Path,
     bins: int = 40,
     formats: Formats = DEFAULT_FORMATS,
+    classes: Sequence[str] | None = None,
 ) -> list[Path]:
     """Input-variable distributions, signal versus background, one panel per variable.
 
     Each class is normalised to unit area within the drawn range (the central 99.8% of each
-    class).  ``labels=None`` draws all events as one distribution (regression).
+    class).  ``labels=None`` draws all events as one distribution (regression); with
+    ``classes`` the labels are class indices and every class is drawn (multiclass).
     """
     arr, names = _matrix(X, names)
     n, p = arr.shape
     w = _weights(weights, n)
     if labels is None:
         groups = [(np.ones(n, dtype=bool), "all events", "#000000")]
+    elif classes is not None:
+        lab = np.asarray(labels).astype(np.int64)
+        if lab.shape != (n,):
+            raise ValueError(f"labels has shape {lab.shape}, expected ({n},)")
+        groups = [(lab == k, str(c), COLOURS[k % len(COLOURS)]) for k, c in enumerate(classes)]
+        groups = [g for g in groups if g[0].any()]
     else:
         is_sig = _signal_mask(labels, n)
         groups = [(is_sig, "Signal", SIGNAL), (~is_sig, "Background", BACKGROUND)]
@@ -97,7 +106,9 @@ def plot_inputs(
                 if hist is None:
                     logger.warning("%s: %s has no positive weight to normalise", names[j], label)
                     continue
-                if colour == BACKGROUND:
+                if classes is not None:  # many classes: outlines only, filled ones would hide
+                    art = ax.stairs(hist[0], edges, color=colour, lw=1.8, label=label)
+                elif colour == BACKGROUND:
                     art = ax.stairs(hist[0], edges, fill=True, facecolor="none", edgecolor=colour,
                                     hatch="//", lw=1.5, label=label)
                 else:
