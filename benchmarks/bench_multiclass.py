@@ -7,9 +7,9 @@
   from the generator's true densities (target: best method within 1 % of Bayes, i.e.
   best / Bayes >= 0.99).
 * scikit-learn's handwritten digits (1797 8x8 images, a real data set that ships with the
-  package): written to CSV with 64 pixel features ``p0..p63`` and a ``label`` column, ten classes
-  ``d0..d9`` selected by the cuts ``label == k``, all five methods at their defaults,
-  ``test_fraction: 0.3`` (targets: best test accuracy >= 0.97, linear >= 0.94).
+  package; ``mva example digits``): a CSV with 64 pixel features ``p0..p63`` and a ``label``
+  column, ten classes ``d0..d9`` selected by the cuts ``label == k``, all five methods at their
+  defaults, ``test_fraction: 0.3`` (targets: best test accuracy >= 0.97, linear >= 0.94).
 
 Usage: python benchmarks/bench_multiclass.py [--events 50000] [--bayes-events 500000] [--out DIR]
 """
@@ -22,8 +22,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import yaml
 
 from mva.toys import multiclass_bayes_accuracy
 
@@ -50,35 +48,11 @@ def toy(mva: str, out: Path, events: int) -> dict[str, float]:
     return read_test_accuracies(ex / "run")
 
 
-def write_digits(folder: Path) -> Path:
-    """``digits.csv`` (pixels p0..p63 and label) and a multiclass config beside it."""
-    import pandas as pd
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    folder.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame(digits.data, columns=[f"p{i}" for i in range(digits.data.shape[1])])
-    table["label"] = digits.target
-    table.to_csv(folder / "digits.csv", index=False)
-    config = {
-        "task": "multiclass",
-        "data": {
-            "classes": {f"d{k}": {"files": ["digits.csv"], "cut": f"label == {k}"}
-                        for k in range(10)},
-            "features": list(table.columns[:-1]),
-        },
-        "split": {"test_fraction": 0.3, "seed": 1},
-        "methods": METHODS,
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 def digits(mva: str, out: Path) -> dict[str, float]:
-    config = write_digits(out / "digits")
-    run([mva, "-q", "train", str(config), "--output", str(config.parent / "run"), "--force"])
-    return read_test_accuracies(config.parent / "run")
+    ex = out / "digits"
+    run([mva, "-q", "example", "digits", "--output", str(ex), "--force"])
+    run([mva, "-q", "train", str(ex / "config.yaml"), "--output", str(ex / "run"), "--force"])
+    return read_test_accuracies(ex / "run")
 
 
 def _ok(flag: bool) -> str:

@@ -34,6 +34,7 @@ def apply(
     manifest, trained = load_models(Path(run_dir), list(methods) if methods else None)
     task = task_for_manifest(manifest)
     options = {"signal_fraction": signal_fraction}
+    task.check_apply_options(options)
     features: list[str] = manifest["features"]
     default = float(manifest.get("default", -999.0))
     needed = needed_branches({"feature": features, "kept branch": list(keep),

@@ -192,7 +192,7 @@ def inspect(file: str, as_json: bool, quiet: bool, debug: bool) -> None:
 
 @main.command()
 @click.argument("kind", type=click.Choice(["classification", "regression", "calorimeter",
-                                           "multiclass"]))
+                                           "multiclass", "digits"]))
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("-n", "--events", type=click.IntRange(min=10), default=None,
               help="Events to generate (per class for classification and multiclass).")
@@ -209,6 +209,7 @@ def example(kind: str, output: Path, events: int | None, seed: int, force: bool,
       mva example regression --output reg          # TMVA's noisy parabola
       mva example calorimeter --output calo        # photon energy correction
       mva example multiclass --output mc           # three Gaussian classes (signal, ttbar, qcd)
+      mva example digits --output digits           # scikit-learn's digits: ten classes, real data
       mva example classification -o big -n 1000000 --seed 3 --force
     """
     _setup_logging(quiet, debug)

@@ -7,6 +7,8 @@ Validation happens once, at load. Every error names the file and the key path, e
 from __future__ import annotations
 
 import copy
+import functools
+import math
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -80,8 +82,8 @@ class _PerClass(BaseModel):
     @model_validator(mode="after")
     def _values(self) -> _PerClass:
         for name, v in self.items().items():
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                raise ValueError(f"{name}: must be a number (got {v!r})")
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise ValueError(f"{name}: must be a finite number (got {v!r})")
             bad = v <= self._minimum if self._strict else v < self._minimum
             if bad:
                 op = ">" if self._strict else ">="
@@ -199,7 +201,7 @@ class Config(_Frozen):
         """The task has classes (binary or multiclass)."""
         return self.task_.groups is not None
 
-    @property
+    @functools.cached_property
     def task_(self) -> Any:
         """The task object (:mod:`mva.tasks`) that owns what differs between tasks."""
         from mva.tasks import task_for_config
@@ -276,8 +278,9 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> Config:
     except ValidationError as exc:
         raise ConfigError(_fmt_error(source, (), exc)) from None
     specs = {n: _validate_method(n, s, task, source) for n, s in methods.items()}
+    cfg = cfg.model_copy(update={"methods": specs, "raw": raw})
     _check_data(cfg, source)
-    return cfg.model_copy(update={"methods": specs, "raw": raw})
+    return cfg
 
 
 def _check_data(cfg: Config, source: str) -> None:
@@ -307,6 +310,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, except that a key given twice in one mapping is an error (plain YAML
     keeps the last one silently: two classes of the same name would become one)."""
@@ -314,8 +320,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            # merge keys (<<: *anchor) bring keys that explicit ones may override: only the
+            # node's own scalar keys are compared
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+                continue
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, str | int | float | bool) and key in seen:
+            if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)

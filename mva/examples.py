@@ -96,6 +96,39 @@ evaluation:
 """
 
 
+def _digits_config() -> str:
+    classes = "\n".join(f"    d{k}: {{files: [data/digits.csv], cut: \"label == {k}\"}}"
+                         for k in range(10))
+    return f"""\
+# scikit-learn's handwritten digits (1797 8x8 images, UCI): ten classes from one CSV with a
+# label column, selected by cuts; the 64 pixels are the features.
+task: multiclass
+data:
+  classes:                      # ordered: classID 0 .. 9
+{classes}
+  features: [{", ".join(f"p{i}" for i in range(64))}]
+split: {{test_fraction: 0.3, seed: 1}}
+methods:
+  bdt: {{type: bdt}}
+  mlp: {{type: mlp}}
+  knn: {{type: knn}}
+  svm: {{type: svm}}
+  linear: {{type: linear}}
+"""
+
+
+def _digits(data: Path, n: int | None, seed: int) -> str:
+    """A real data set that ships with scikit-learn (``n`` and ``seed`` do not apply)."""
+    import pandas as pd
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    table = pd.DataFrame(digits.data, columns=[f"p{i}" for i in range(digits.data.shape[1])])
+    table["label"] = digits.target
+    table.to_csv(data / "digits.csv", index=False)
+    return _digits_config()
+
+
 def _classification(data: Path, n: int | None, seed: int) -> str:
     from mva.toys import classification_toy
 
@@ -131,7 +164,7 @@ def _multiclass(data: Path, n: int | None, seed: int) -> str:
     return MULTICLASS_CONFIG
 
 
-EXAMPLES = {"classification": _classification, "regression": _regression,
+EXAMPLES = {"classification": _classification, "regression": _regression, "digits": _digits,
             "calorimeter": _calorimeter, "multiclass": _multiclass}
 
 

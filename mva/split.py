@@ -69,7 +69,7 @@ def training_weights(labels: np.ndarray | None, weights: np.ndarray, normalizati
     w = np.array(weights, dtype=np.float64)
     if negative == "ignore":
         w[w < 0] = 0.0
-    if labels is None or normalization == "none":
+    if labels is None:
         if normalization != "none" and w.sum() > 0:
             w *= len(w) / w.sum()
         return w
@@ -78,11 +78,13 @@ def training_weights(labels: np.ndarray | None, weights: np.ndarray, normalizati
     for name, label in groups:
         m = labels == label
         total = w[m].sum()
+        # also without normalisation: a class without positive weight cannot be learnt
         if total <= 0:
             raise ConfigError(f"the {name} training weights sum to {total:g} (<= 0); check the "
                               "weights or use split.negative_weights: ignore")
-        target = n / len(groups) if normalization == "equal" else m.sum()
-        w[m] *= target / total
+        if normalization != "none":
+            target = n / len(groups) if normalization == "equal" else m.sum()
+            w[m] *= target / total
     return w
 
 

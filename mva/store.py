@@ -114,6 +114,9 @@ def load_models(run_dir: Path, names: list[str] | None = None
     if unknown:
         raise InputError(f"{run_dir}: no trained method {', '.join(map(repr, unknown))} "
                          f"(trained: {', '.join(available)})")
+    from mva.tasks import task_for_manifest
+
+    task = task_for_manifest(manifest)
     out = {}
     for name in names:
         entry = available[name]
@@ -130,9 +133,8 @@ def load_models(run_dir: Path, names: list[str] | None = None
         blobs = {f: (mdir / f).read_bytes() for f in entry["files"]
                  if f not in ("meta.json", "arrays.npz")}
         cls = method_class(entry["type"])
-        n_classes = max(2, len(manifest.get("classes") or ()))
         model = cls.from_state(entry["params"], manifest["task"], (meta, arrays, blobs),
-                               n_classes=n_classes)
+                               n_classes=task.n_classes)
         extras = {k: v for k, v in entry.items()
                   if k not in ("type", "params", "preprocess", "files", "notes")}
         out[name] = TrainedMethod(name, entry["type"], entry["params"],

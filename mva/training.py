@@ -274,7 +274,7 @@ def train(cfg: Config, output: str | Path, force: bool = False) -> RunResult:
             (tmp / "plots").mkdir()
             # many events make each plot slow, many classes make many plots: either way the
             # worker processes pay for their start
-            many_plots = len(cfg.methods) * cfg.task_.n_classes > PARALLEL_PLOTS
+            many_plots = len(cfg.methods) * len(cfg.task_.classes) > PARALLEL_PLOTS
             plotter = Plotter(parallel=many_plots or _n_events(cfg) > PARALLEL_EVENTS)
         try:
             run = run_training(cfg, tmp, plotter)

@@ -39,3 +39,23 @@ def roundtrip(m, params: dict, task: str, tmp_path: Path, *, n_classes: int = 2)
         arrays2 = {k: z[k] for k in z.files}
     return type(m).from_state(params, task, (json.loads(json.dumps(meta)), arrays2, blobs),
                               n_classes=n_classes)
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_written(paths: list[Path], stem: Path, formats=("png", "pdf")) -> None:
+    """``paths`` are the files of ``stem`` in ``formats``: real, non-blank PNG and PDF files."""
+    assert paths == [stem.with_name(f"{stem.name}.{f}") for f in formats]
+    import matplotlib.image as mpimg
+
+    for path in paths:
+        data = path.read_bytes()
+        assert len(data) > 1000
+        if path.suffix == ".png":
+            assert data.startswith(PNG_MAGIC)
+            image = mpimg.imread(path)
+            assert image.shape[0] > 300 and image.shape[1] > 300
+            assert image[..., :3].std() > 0.01, "blank image"
+        elif path.suffix == ".pdf":
+            assert data.startswith(b"%PDF-")

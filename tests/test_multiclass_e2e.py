@@ -144,12 +144,25 @@ def test_apply_writes_per_class_scores_and_prior_weighted_probabilities(mc_run: 
     assert (scored["bdt_qcd_prob"] >= scored["bdt_qcd"] - 1e-12).all()
 
 
+def test_signal_fraction_is_refused_for_a_multiclass_run(mc_run: dict, tmp_path: Path,
+                                                         mva) -> None:
+    out = tmp_path / "scored.csv"
+    res = mva("-q", "apply", mc_run["run"], mc_run["data"], "--output", out,
+              "--signal-fraction", "0.1")
+    assert_one_line_error(res, "--signal-fraction", "multiclass", left_behind=out)
+
+
 def test_report_shows_the_multiclass_summary(mc_run: dict) -> None:
     text = (mc_run["run"] / "report.html").read_text()
     assert 'id="summary"' in text and "accuracy" in text
     for m in ("bdt", "linear", "knn"):
         assert f'data-method="{m}"' in text
     assert "plots/bdt_confusion.png" in text and "plots/roc_qcd.png" in text
+    # every plot sits in its method's section (from plots/index.json): the confusion matrix of
+    # bdt after bdt's heading and before the next method's
+    assert text.index('id="m-bdt"') < text.index("plots/bdt_confusion.png") < text.index(
+        'id="m-linear"')
+    assert "permutation accuracy drop" in text
 
 
 # --------------------------------------------------------------------------- bad input

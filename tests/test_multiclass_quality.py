@@ -91,34 +91,13 @@ def test_multiclass_toy_reaches_bayes_accuracy(tmp_path, mva):
     assert acc["linear"] > 0.9 * bayes, (acc, bayes)  # but still a sensible classifier
 
 
-def _write_digits(folder: Path) -> Path:
-    import pandas as pd
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    folder.mkdir(parents=True)
-    table = pd.DataFrame(digits.data, columns=[f"p{i}" for i in range(digits.data.shape[1])])
-    table["label"] = digits.target
-    table.to_csv(folder / "digits.csv", index=False)
-    config = {
-        "task": "multiclass",
-        "data": {
-            "classes": {f"d{k}": {"files": ["digits.csv"], "cut": f"label == {k}"}
-                        for k in range(10)},
-            "features": list(table.columns[:-1]),
-        },
-        "split": {"test_fraction": 0.3, "seed": 1},
-        "methods": {name: {"type": name} for name in DEFAULT_METHODS},
-        "evaluation": {"plots": False},  # ten classes' plots take ~100 s; not checked here
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 def test_digits_accuracy(tmp_path, mva):
-    config = _write_digits(tmp_path / "digits")
-    res = mva("train", config, "--output", tmp_path / "run", "-q", real=True, timeout=600)
+    res = mva("example", "digits", "--output", tmp_path / "digits", real=True)
+    assert res.returncode == 0, res.stderr
+    config = tmp_path / "digits" / "config.yaml"
+    # ten classes' plots take most of the time and are not what this test checks
+    res = mva("train", config, "--output", tmp_path / "run", "-q", "--set",
+              "evaluation.plots=false", real=True, timeout=600)
     assert res.returncode == 0, res.stderr
     acc = _test_accuracies(tmp_path / "run")
     assert set(acc) == set(DEFAULT_METHODS)

@@ -125,7 +125,9 @@ class Plotter:
         self.records: list[dict[str, Any]] = []
 
     def submit(self, jobs: list[Job]) -> None:
-        self.records += [job[3] for job in jobs if len(job) > 3 and job[3] is not None]
+        for job in jobs:  # a record, or a list of them for a job that writes several plots
+            rec = job[3] if len(job) > 3 else None
+            self.records += rec if isinstance(rec, list) else [rec] if rec else []
         if not self.parallel:
             for job in jobs:
                 self._written += _run_job(job)

@@ -44,6 +44,9 @@ class Method:
     default_preprocess: ClassVar[list[str]] = ["standardize"]
     #: the method can hold out a validation split for early stopping
     supports_validation: ClassVar[bool] = False
+    #: the fit sets negative event weights to 0 (so the class composition it learns is that of
+    #: the clipped weights)
+    clips_negative_weights: ClassVar[bool] = True
 
     def __init__(self, params: dict[str, Any], task: str, seed: int = 0, n_classes: int = 2):
         self.params = self.Params(**params)

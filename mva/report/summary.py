@@ -190,11 +190,13 @@ def _ranking(run: RunFiles) -> str | None:
 
     order = sorted(range(len(names)), key=key)
     top = max((_finite(v) or 0.0 for v in separation.values()), default=0.0)
-    group = ('<tr class="group"><th></th><th></th><th></th>'
+    # multiclass runs have no signal/background separation per variable: no column for it
+    sep_head = _th("separation", title="<S²> of signal and background, test sample")
+    group = ('<tr class="group"><th></th><th></th>' + ("<th></th>" if separation else "")
              + (f'<th colspan="{len(drops)}">permutation {figure} drop</th>' if drops else "")
              + (f'<th colspan="{len(gains)}">BDT gain</th>' if gains else "") + "</tr>")
-    head = group + "<tr>" + _th("#") + _th("variable", num=False) + _th(
-        "separation", title="<S²> of signal and background, test sample")
+    head = group + "<tr>" + _th("#") + _th("variable", num=False) + (
+        sep_head if separation else "")
     head += "".join(_th(n, title=f"{figure} loss of {n} when the variable is shuffled")
                     for n in drops)
     head += "".join(_th(n, title=f"share of the split gain of {n}") for n in gains) + "</tr>"
@@ -209,11 +211,13 @@ def _ranking(run: RunFiles) -> str | None:
             style = (f"background-image:linear-gradient(90deg,#dce8f5 {pct:.1f}%,"
                      f"transparent {pct:.1f}%)")
         sep_cell = _num_cell(sep, ".4f", style=style)
-        cells = [f'<td class="num">{rank}</td>', f"<td><code>{_esc(var)}</code></td>", sep_cell]
+        cells = [f'<td class="num">{rank}</td>', f"<td><code>{_esc(var)}</code></td>"]
+        cells += [sep_cell] if separation else []
         cells += [_num_cell(d.get(var), ".4f") for d in drops.values()]
         cells += [_num_cell(g.get(var), ".3f") for g in gains.values()]
         rows.append(f'<tr data-variable="{_esc(var)}">' + "".join(cells) + "</tr>")
-    note = (f"<p class=\"note\">Sorted by separation. Permutation {figure} drop: loss of test "
+    sort = "Sorted by separation. " if separation else ""
+    note = (f"<p class=\"note\">{sort}Permutation {figure} drop: loss of test "
             f"{figure} when the variable is randomly shuffled (larger = more important). BDT "
             "gain: share of the total split gain.</p>")
     return _table(head, rows, "ranking") + note

@@ -38,5 +38,11 @@ def task_for_config(cfg: Any) -> Task:
 
 
 def task_for_manifest(manifest: dict[str, Any]) -> Task:
-    """The task of a trained run, from its ``models/manifest.json``."""
-    return task_class(manifest.get("task", "classification")).from_manifest(manifest)
+    """The task of a trained run, from its ``models/manifest.json`` (or ``metrics.json``)."""
+    name = manifest.get("task", "classification")
+    if name not in TASKS:
+        from mva.errors import InputError
+
+        raise InputError(f"unknown task {name!r} in the run (known: {', '.join(TASKS)}): "
+                         "made by a newer mva?")
+    return task_class(name).from_manifest(manifest)

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mva.errors import ConfigError
+from mva.errors import ConfigError, InputError
 
 __all__ = ["Task", "Sample", "ClassificationTask", "Job"]
 
@@ -83,6 +83,11 @@ class Task:
                        ) -> dict[str, np.ndarray]:
         """The score branches of one method in the output trees."""
         raise NotImplementedError
+
+    def check_apply_options(self, options: dict[str, Any]) -> None:
+        """Raise :class:`InputError` for ``mva apply`` options that do not fit the task."""
+        if options.get("signal_fraction") is not None:
+            raise InputError("--signal-fraction: only for binary classification runs")
 
     def apply_columns(self, name: str, trained: Any, pred: np.ndarray, sigma: np.ndarray | None,
                       options: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -178,11 +183,10 @@ class ClassificationTask(Task):
 
     def samples(self, data: Any) -> list[Sample]:
         out = []
-        for (name, label), (key, src) in zip(self.groups, self.sources(data), strict=True):
+        for (_, label), (key, src) in zip(self.groups, self.sources(data), strict=True):
             cut = " && ".join(f"({c})" for c in (data.cut, src.cut) if c)
             out.append(Sample(key, label, list(src.files), src.tree, src.weight or data.weight,
                               cut))
-            del name
         return out
 
     @property
@@ -209,14 +213,25 @@ class ClassificationTask(Task):
         return {"classID": ids,
                 "className": Categorical(ids.astype(np.int64), self.display_names())}
 
-    def expected_fractions(self, cfg: Any, events: Any) -> np.ndarray:
-        """Expected class fractions after the selection: from ``yields`` or
-        ``class_fractions``, else the weighted composition of ``events``."""
-        ev = cfg.evaluation
-        given = ev.yields if ev.yields is not None else ev.class_fractions
-        if given is not None:
-            v = np.array([float(given.get(c)) for c in self.classes])
-        else:
-            v = np.array([float(events.weights[events.labels == lab].sum())
-                          for lab in self.labels])
-        return v / v.sum()
+    #: metrics.json key of the permutation importance
+    importance_key = "permutation_auc_drop"
+
+    def importance_metric(self, scores: np.ndarray, labels: np.ndarray, weights: np.ndarray
+                          ) -> float:
+        """The figure whose drop the permutation importance measures (here: the accuracy)."""
+        from mva.evaluation.multiclass import accuracy
+
+        return accuracy(scores, labels, weights)
+
+    def importance(self, res: Any, run: Any) -> dict[str, Any]:
+        """Drop of the task's figure when one input is permuted; the BDT's gain."""
+        from mva.evaluation.ranking import permutation_importance
+
+        tm, te, cfg = res.trained, run.test, run.config
+        out = {self.importance_key: permutation_importance(
+            lambda X: tm.predict(X)[0], te.features, te.labels, te.weights, cfg.data.features,
+            seed=cfg.split.seed, metric=self.importance_metric)}
+        if hasattr(tm.model, "feature_importance"):
+            gain = tm.model.feature_importance(len(cfg.data.features))
+            out["gain"] = dict(zip(cfg.data.features, map(float, gain), strict=True))
+        return out

@@ -95,6 +95,9 @@ class Binary(ClassificationTask):
     name = "classification"
     labels = [1, 0]
 
+    def importance_metric(self, scores, labels, weights):
+        return cm.roc_auc(scores, labels, weights)
+
     @classmethod
     def check_config(cls, cfg: Any, source: str) -> None:
         d = cfg.data
@@ -130,6 +133,9 @@ class Binary(ClassificationTask):
     def method_columns(self, name, pred, sigma):
         return {name: pred}
 
+    def check_apply_options(self, options):
+        """``--signal-fraction`` is the binary option: every option fits."""
+
     def apply_columns(self, name, trained, pred, sigma, options):
         out = {name: pred}
         dens = trained.densities()
@@ -154,20 +160,8 @@ class Binary(ClassificationTask):
             "overtraining": ks,
         }
         metrics.update(signal_probability_extras(res, te, cfg))
-        metrics["importance"] = self._importance(res, run)
+        metrics["importance"] = self.importance(res, run)
         return metrics
-
-    def _importance(self, res: Any, run: Any) -> dict[str, Any]:
-        from mva.evaluation.ranking import permutation_importance
-
-        tm, te, cfg = res.trained, run.test, run.config
-        out = {"permutation_auc_drop": permutation_importance(
-            lambda X: tm.predict(X)[0], te.features, te.labels, te.weights, cfg.data.features,
-            seed=cfg.split.seed)}
-        if hasattr(tm.model, "feature_importance"):
-            gain = tm.model.feature_importance(len(cfg.data.features))
-            out["gain"] = dict(zip(cfg.data.features, map(float, gain), strict=True))
-        return out
 
     def run_metrics(self, run):
         from mva.evaluation.ranking import variable_separation

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mva.errors import ConfigError
+from mva.errors import ConfigError, InputError
 from mva.naming import branch_name, class_branch
 from mva.tasks.base import ClassificationTask, Job
 
@@ -24,6 +24,7 @@ MAX_CLASSES = 127
 
 class Multiclass(ClassificationTask):
     name = "multiclass"
+    importance_key = "permutation_accuracy_drop"
 
     def __init__(self, classes: list[str] | None = None, targets: list[str] | None = None):
         super().__init__(classes, targets)
@@ -74,6 +75,12 @@ class Multiclass(ClassificationTask):
     def method_columns(self, name, pred, sigma):
         return {class_branch(name, c): pred[:, k] for k, c in enumerate(self.classes)}
 
+    def check_apply_options(self, options):
+        if options.get("signal_fraction") is not None:
+            raise InputError("--signal-fraction: only for binary classification runs; the "
+                             "probabilities of a multiclass run use the priors from its "
+                             "evaluation.yields or class_fractions")
+
     def apply_columns(self, name, trained, pred, sigma, options):
         from mva.evaluation.multiclass import reweight_to_priors
 
@@ -86,9 +93,20 @@ class Multiclass(ClassificationTask):
         return out
 
     # ------------------------------------------------------------------ evaluation
-    def train_priors(self, run: Any) -> np.ndarray:
-        """Class fractions of the weights the methods were trained with."""
+    def priors(self, cfg: Any) -> np.ndarray:
+        """The expected class composition: ``yields`` or ``class_fractions``, else equal."""
+        ev = cfg.evaluation
+        given = ev.yields if ev.yields is not None else ev.class_fractions
+        v = (np.array([float(given.get(c)) for c in self.classes]) if given is not None
+             else np.ones(self.n_classes))
+        return v / v.sum()
+
+    def train_priors(self, run: Any, model: Any) -> np.ndarray:
+        """Class fractions of the weights ``model`` was fitted with (negative weights at 0 for
+        the methods that set them so): the composition its probabilities are for."""
         w = run.train_weights
+        if model.clips_negative_weights:
+            w = np.clip(w, 0.0, None)
         v = np.array([float(w[run.train.labels == k].sum()) for k in self.labels])
         return v / v.sum()
 
@@ -104,34 +122,16 @@ class Multiclass(ClassificationTask):
                 res.pred_train, tr.labels, tr.weights, res.pred_test, te.labels, te.weights,
                 classes)},
         }
-        priors = self.expected_fractions(cfg, te) if (
-            cfg.evaluation.yields is not None or cfg.evaluation.class_fractions is not None
-        ) else np.full(self.n_classes, 1.0 / self.n_classes)
-        train_priors = self.train_priors(run)
+        priors, train_priors = self.priors(cfg), self.train_priors(run, res.trained.model)
         prob = mc.reweight_to_priors(res.pred_test, train_priors, priors)
-        # the test events re-weighted to the priors: the composition the probabilities claim
-        comp = mc.class_fractions(te.labels, te.weights, self.n_classes)
-        scale = np.divide(priors, comp, out=np.zeros_like(priors), where=comp > 0)
-        w_check = te.weights * scale[te.labels.astype(np.int64)]
         metrics["priors"] = dict(zip(classes, map(float, priors), strict=True))
-        metrics["calibration"] = mc.reliability_per_class(prob, te.labels, w_check, classes)
+        # measured on the test events re-weighted to the composition the probabilities claim
+        metrics["calibration"] = mc.reliability_per_class(prob, te.labels, te.weights, classes,
+                                                          priors=priors)
         res.trained.extras.update(priors=[float(p) for p in priors],
                                   train_priors=[float(p) for p in train_priors])
-        metrics["importance"] = self._importance(res, run)
+        metrics["importance"] = self.importance(res, run)
         return metrics
-
-    def _importance(self, res: Any, run: Any) -> dict[str, Any]:
-        from mva.evaluation.multiclass import accuracy
-        from mva.evaluation.ranking import permutation_importance
-
-        tm, te, cfg = res.trained, run.test, run.config
-        out = {"permutation_accuracy_drop": permutation_importance(
-            lambda X: tm.predict(X)[0], te.features, te.labels, te.weights, cfg.data.features,
-            seed=cfg.split.seed, metric=accuracy)}
-        if hasattr(tm.model, "feature_importance"):
-            gain = tm.model.feature_importance(len(cfg.data.features))
-            out["gain"] = dict(zip(cfg.data.features, map(float, gain), strict=True))
-        return out
 
     def run_metrics(self, run):
         return {"classes": list(self.classes)}, {}
@@ -168,13 +168,12 @@ class Multiclass(ClassificationTask):
                                                                 dtype=float),
                                                self.classes, stem), kw,
                             plot_record(stem, "confusion", name))]
-        for k, c in enumerate(self.classes):
-            stem = plot_stem(outdir, "scores", name, c)
-            jobs.append(("plot_class_scores", (
-                name, c, (res.pred_train[:, k], tr.labels, tr.weights),
-                (res.pred_test[:, k], te.labels, te.weights),
-                m["overtraining"]["ks_pvalue"].get(c), self.classes, stem), kw,
-                plot_record(stem, "scores", name, c, "class")))
+        stems = [plot_stem(outdir, "scores", name, c) for c in self.classes]
+        jobs.append(("plot_all_class_scores", (
+            name, (res.pred_train, tr.labels, tr.weights), (res.pred_test, te.labels, te.weights),
+            m["overtraining"]["ks_pvalue"], self.classes, stems), kw,
+            [plot_record(st, "scores", name, c, "class")
+             for st, c in zip(stems, self.classes, strict=True)]))
         rel = {c: (np.asarray(v["reliability"]["mean_prob"], dtype=float),
                    np.asarray(v["reliability"]["signal_fraction"], dtype=float))
                for c, v in m["calibration"].items()}

@@ -26,6 +26,9 @@ class Regression(Task):
             raise ConfigError(f"{source}: data.classes: only for task: multiclass")
         if not d.files and d.signal is None:
             raise ConfigError(f"{source}: data.files: required for regression")
+        for key in ("yields", "class_fractions"):
+            if getattr(cfg.evaluation, key) is not None:
+                raise ConfigError(f"{source}: evaluation.{key}: only for classification")
         if cfg.split.train_size is not None and not isinstance(cfg.split.train_size, int):
             raise ConfigError(f"{source}: split.train_size: give one number for regression")
 

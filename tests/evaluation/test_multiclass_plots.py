@@ -4,14 +4,10 @@ AUCs), and bad input raises before anything is written."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import matplotlib.image as mpimg
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from helpers import assert_written
 from matplotlib.collections import QuadMesh
-from matplotlib.figure import Figure
 from matplotlib.patches import StepPatch
 from sklearn import metrics
 
@@ -19,46 +15,8 @@ from mva.evaluation import multiclass as mc
 from mva.evaluation import plots as mp
 from mva.evaluation.classification import roc_auc, roc_curve
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CLASSES = ["signal", "ttbar", "wjets"]
 K = len(CLASSES)
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_figures():
-    plt.close("all")
-    yield
-    leaked = plt.get_fignums()
-    plt.close("all")
-    assert leaked == [], "plot function left figures open"
-
-
-@pytest.fixture
-def captured(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
-    """Figures passed to ``save``; a closed figure keeps its artists for inspection."""
-    figures: list[Figure] = []
-    real_save = mp.save
-
-    def spy(fig, stem, formats=mp.DEFAULT_FORMATS, **kwargs):
-        figures.append(fig)
-        return real_save(fig, stem, formats, **kwargs)
-
-    monkeypatch.setattr(mp, "save", spy)
-    return figures
-
-
-def assert_written(paths: list[Path], stem: Path, formats=("png", "pdf")) -> None:
-    assert paths == [stem.with_name(f"{stem.name}.{f}") for f in formats]
-    for path in paths:
-        data = path.read_bytes()
-        assert len(data) > 1000
-        if path.suffix == ".png":
-            assert data.startswith(PNG_MAGIC)
-            image = mpimg.imread(path)
-            assert image.shape[0] > 300 and image.shape[1] > 300
-            assert image[..., :3].std() > 0.01, "blank image"
-        elif path.suffix == ".pdf":
-            assert data.startswith(b"%PDF-")
 
 
 def sample(seed: int, n: int = 3000, k: int = K, negative: float = 0.0):

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.image as mpimg
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from helpers import assert_written
 from matplotlib.collections import QuadMesh
 from matplotlib.figure import Figure
 from matplotlib.patches import StepPatch
@@ -18,47 +17,7 @@ from sklearn.metrics import roc_auc_score
 from mva.evaluation import plots
 from mva.evaluation.classification import cut_efficiency_curves, roc_auc, roc_curve
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_figures():
-    plt.close("all")
-    yield
-    leaked = plt.get_fignums()
-    plt.close("all")
-    assert leaked == [], "plot function left figures open"
-
-
-@pytest.fixture
-def captured(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
-    """Figures passed to ``plots.save``; a closed figure keeps its artists for inspection."""
-    figures: list[Figure] = []
-    real_save = plots.save
-
-    def spy(fig, stem, formats=plots.DEFAULT_FORMATS, **kwargs):
-        figures.append(fig)
-        return real_save(fig, stem, formats, **kwargs)
-
-    monkeypatch.setattr(plots, "save", spy)
-    return figures
-
-
-def assert_written(paths: list[Path], stem: Path, formats=("png", "pdf")) -> None:
-    assert paths == [stem.with_name(f"{stem.name}.{f}") for f in formats]
-    for path in paths:
-        data = path.read_bytes()
-        assert len(data) > 1000
-        if path.suffix == ".png":
-            assert data.startswith(PNG_MAGIC)
-            image = mpimg.imread(path)
-            assert image.shape[0] > 300 and image.shape[1] > 300
-            assert image[..., :3].std() > 0.01, "blank image"
-        elif path.suffix == ".pdf":
-            assert data.startswith(b"%PDF-")
 
 
 def classification_sample(n: int, seed: int, separation: float = 1.5, negative: float = 0.0):

@@ -91,17 +91,33 @@ def test_multiclass_apply_columns_reweight_to_the_priors() -> None:
     np.testing.assert_allclose(Q[1], [0.7, 0.2, 0.1])
 
 
-def test_expected_fractions_from_yields_or_the_sample() -> None:
+def test_priors_from_yields_or_class_fractions_else_equal() -> None:
     classes = {"a": SRC, "b": SRC, "c": SRC}
     raw = _raw("multiclass", classes=classes)
     raw["evaluation"] = {"yields": {"a": 1, "b": 3, "c": 6}}
-    cfg = parse_config(raw)
-    task = task_for_config(cfg)
-    ev = _events(np.array([0, 1, 1, 2]), np.array([1.0, 1.0, 2.0, 4.0]))
-    np.testing.assert_allclose(task.expected_fractions(cfg, ev), [0.1, 0.3, 0.6])
+    task = task_for_config(parse_config(raw))
+    np.testing.assert_allclose(task.priors(parse_config(raw)), [0.1, 0.3, 0.6])
+    raw["evaluation"] = {"class_fractions": {"a": 2, "b": 2, "c": 4}}
+    np.testing.assert_allclose(task.priors(parse_config(raw)), [0.25, 0.25, 0.5])
     raw["evaluation"] = {}
-    cfg = parse_config(raw)
-    np.testing.assert_allclose(task.expected_fractions(cfg, ev), [1 / 8, 3 / 8, 4 / 8])
+    np.testing.assert_allclose(task.priors(parse_config(raw)), [1 / 3] * 3)
+
+
+def test_train_priors_follow_the_weights_the_method_fitted() -> None:
+    class Run:
+        train = _events(np.array([0, 0, 1, 1]))
+        train_weights = np.array([1.0, 1.0, 3.0, -1.0])
+
+    class Clips:
+        clips_negative_weights = True
+
+    class Keeps:
+        clips_negative_weights = False
+
+    task = Multiclass(classes=["a", "b"])
+    # a method that sets negative weights to 0 learns the composition 2 : 3
+    np.testing.assert_allclose(task.train_priors(Run(), Clips()), [0.4, 0.6])
+    np.testing.assert_allclose(task.train_priors(Run(), Keeps()), [0.5, 0.5])
 
 
 def test_regression_branches_one_and_several_targets() -> None:
@@ -157,3 +173,19 @@ def test_per_class_keys_must_name_the_classes() -> None:
 def test_class_names_that_give_the_same_branch_are_an_error() -> None:
     with pytest.raises(ConfigError, match=r"data\.classes\.W\+jets: gives the same branch"):
         parse_config(_raw("multiclass", classes={"W jets": SRC, "W+jets": SRC}))
+
+
+def test_yaml_merge_keys_load_and_non_finite_yields_are_refused(tmp_path) -> None:
+    from mva.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("task: multiclass\n"
+                    "data:\n  classes:\n    a: &src {files: [x.csv]}\n"
+                    "    b: {<<: *src, cut: 'y > 1'}\n  features: [y]\n"
+                    "methods: {lin: {type: linear}}\n"
+                    "evaluation: {yields: {a: 1, b: .nan}}\n")
+    with pytest.raises(ConfigError, match=r"b: must be a finite number"):
+        load_config(path)
+    path.write_text(path.read_text().replace(".nan", "2"))
+    cfg = load_config(path)
+    assert cfg.data.classes["b"].cut == "y > 1" and cfg.data.classes["b"].files[0].endswith("x.csv")

@@ -74,6 +74,7 @@ from mva.evaluation.plots.inputs import (  # noqa: F401
     weighted_correlation,
 )
 from mva.evaluation.plots.multiclass import (  # noqa: F401
+    plot_all_class_scores,
     plot_class_scores,
     plot_confusion,
     plot_reliability_classes,
@@ -118,6 +119,7 @@ __all__ = [
     "plot_roc_ovr",
     "plot_confusion",
     "plot_class_scores",
+    "plot_all_class_scores",
     "plot_reliability_classes",
 ]
 

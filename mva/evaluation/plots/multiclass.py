@@ -34,6 +34,7 @@ from mva.evaluation.plots._common import (
 from mva.evaluation.plots.classification import _sorted_curves
 
 __all__ = [
+    "plot_all_class_scores",
     "plot_roc_ovr",
     "plot_confusion",
     "plot_class_scores",
@@ -303,3 +304,26 @@ def plot_reliability_classes(
         _legend_above(ax, ncols=min(3, len(curves) + 1), title=name or None,
                       fontsize="small", title_fontsize="small")
         return _save(fig, stem, formats)
+
+
+def plot_all_class_scores(
+    name: str,
+    train: tuple[Any, Any, Any],
+    test: tuple[Any, Any, Any],
+    ks_pvalues: Mapping[str, float | None],
+    classes: Sequence[str],
+    stems: Sequence[str | Path],
+    bins: int = 40,
+    formats: Formats = DEFAULT_FORMATS,
+) -> list[Path]:
+    """:func:`plot_class_scores` for every class: ``train`` and ``test`` are
+    ``(probs (n, K), labels, weights)``, ``stems`` one per class. One call, so that a worker
+    receives the labels and weights once, not once per class."""
+    if len(stems) != len(classes):
+        raise ValueError(f"{len(stems)} stems for {len(classes)} classes")
+    out: list[Path] = []
+    for k, (c, stem) in enumerate(zip(classes, stems, strict=True)):
+        out += plot_class_scores(name, c, (np.asarray(train[0])[:, k], *train[1:]),
+                                 (np.asarray(test[0])[:, k], *test[1:]), ks_pvalues.get(c),
+                                 classes, stem, bins=bins, formats=formats)
+    return out
