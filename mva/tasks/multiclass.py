@@ -136,19 +136,25 @@ class Multiclass(ClassificationTask):
     def run_metrics(self, run):
         return {"classes": list(self.classes)}, {}
 
+    #: the printed table has a column per class up to this many classes (the report has all)
+    SUMMARY_CLASS_COLUMNS = 6
+
     def summary_table(self, run):
-        short = [c[:10] for c in self.classes]
+        shown = self.classes if len(self.classes) <= self.SUMMARY_CLASS_COLUMNS else []
         head = (f"{'method':<12}{'accuracy test (train)':>24}{'macro AUC':>11}"
-                + "".join(f"{'AUC ' + c:>15}" for c in short) + f"{'min KS p':>10}{'fit s':>8}")
+                + "".join(f"{'AUC ' + c[:10]:>15}" for c in shown)
+                + f"{'log loss':>10}{'min KS p':>10}{'fit s':>8}")
         rows = []
         for name, res in run.methods.items():
             m = res.metrics
             te, trn = m["test"], m["train"]
             ks = [v for v in m["overtraining"]["ks_pvalue"].values() if v is not None]
             rows.append(
-                f"{name:<12}{te['accuracy']:>15.4f} ({trn['accuracy']:.4f}){te['roc_auc_macro']:>11.4f}"
-                + "".join(f"{te['roc_auc_ovr'][c]:>15.4f}" for c in self.classes)
-                + f"{min(ks) if ks else float('nan'):>10.3f}{res.fit_seconds:>8.1f}")
+                f"{name:<12}{te['accuracy']:>15.4f} ({trn['accuracy']:.4f})"
+                f"{te['roc_auc_macro']:>11.4f}"
+                + "".join(f"{te['roc_auc_ovr'][c]:>15.4f}" for c in shown)
+                + f"{te['log_loss']:>10.4f}{min(ks) if ks else float('nan'):>10.3f}"
+                f"{res.fit_seconds:>8.1f}")
         return "\n".join([head, "-" * len(head), *rows])
 
     # ------------------------------------------------------------------ plots
