@@ -140,10 +140,13 @@ def train(config: Path, output: Path, force: bool, overrides: tuple[str, ...], q
               type=click.Choice(["none", "lz4", "lz4:1", "zstd", "zstd:1", "zlib", "zlib:1",
                                  "zlib:4", "lzma"]),
               help="ROOT output compression (zlib: readable by any ROOT version).")
+@click.option("--average-folds", is_flag=True,
+              help="k-fold runs: average the fold models instead of routing each event to the "
+                   "model of its fold (for data, or inputs without the fold branch).")
 @common
 def apply(run_dir: Path, inputs: tuple[str, ...], output: Path, tree: str | None, methods: str,
           keep: str, cut: str, signal_fraction: float | None, step_size: int, compression: str,
-          quiet: bool, debug: bool) -> None:
+          average_folds: bool, quiet: bool, debug: bool) -> None:
     """Score every event of INPUTS with the methods trained in RUN_DIR.
 
     \b
@@ -152,6 +155,9 @@ def apply(run_dir: Path, inputs: tuple[str, ...], output: Path, tree: str | None
       mva apply runs/v1 new.root -t dir/Events -o scored.root --cut "nMuon >= 2" \
           --signal-fraction 0.05 --step-size 100000 --compression zlib
       mva apply runs/v1 new.csv -o scored.parquet
+      mva apply runs/kfold data.root -t Events -o scored.root --average-folds
+    A k-fold run scores every event with the model that did not train on its fold (its
+    fold_expression), so that training files get their out-of-fold scores.
     Writes one float branch per method (and <method>_prob, <method>_rarity, <method>_sigma where the
     method has them) to a tree of the same name in OUTPUT, in input order.
     """
@@ -160,9 +166,13 @@ def apply(run_dir: Path, inputs: tuple[str, ...], output: Path, tree: str | None
 
     res = run_apply(run_dir, list(inputs), output, tree=tree, methods=_split(methods),
                     keep=_split(keep), cut=cut, signal_fraction=signal_fraction,
-                    step_size=step_size, compression=compression)
+                    step_size=step_size, compression=compression,
+                    average_folds=average_folds)
     if not _STATE["quiet"]:
-        click.echo(f"scored {res['written']} events with {', '.join(res['methods'])} -> {output}")
+        folds = {"routed": " (each event by the model of its fold)",
+                 "averaged": " (fold models averaged)"}.get(res["folds"] or "", "")
+        click.echo(f"scored {res['written']} events with {', '.join(res['methods'])}{folds} "
+                   f"-> {output}")
 
 
 @main.command()

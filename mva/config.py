@@ -112,15 +112,36 @@ class TrainSize(_PerClass):
 class Split(_Frozen):
     train_size: TrainSize | int | None = None
     test_fraction: float | None = Field(None, gt=0.0, lt=1.0)
+    #: k-fold cross-validation: number of folds (every event is tested by the model of its fold)
+    folds: int | None = Field(None, ge=2)
+    #: which fold an event is in: an integer expression (taken modulo ``folds``); without it the
+    #: folds are drawn at random with ``seed``, per class
+    fold_expression: str | None = None
     seed: int = 0
     normalization: Literal["equal", "mean", "none"] = "equal"
     negative_weights: Literal["keep", "ignore"] = "keep"
+    #: folds trained at the same time (worker processes); default: as many as cores and folds
+    #: allow for small samples, 1 above 100k events (the methods then use the cores themselves)
+    n_jobs: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _one_of(self) -> Split:
         if self.train_size is not None and self.test_fraction is not None:
             raise ValueError("give either train_size or test_fraction, not both")
+        if self.folds is not None:
+            given = [k for k in ("train_size", "test_fraction") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{given[0]} does not go with folds: with k-fold every event is "
+                                 "tested once, by the model of its fold")
+        elif self.fold_expression is not None:
+            raise ValueError("fold_expression needs folds (e.g. folds: 5)")
+        if self.fold_expression is not None and not self.fold_expression.strip():
+            raise ValueError("fold_expression is empty")
         return self
+
+    @property
+    def kfold(self) -> bool:
+        return self.folds is not None
 
 
 class Yields(_PerClass):

@@ -1,17 +1,23 @@
-"""Train/test split and training-weight normalisation.
+"""Train/test splits (hold-out and k-fold) and training-weight normalisation.
 
 ``groups`` is the task's list of ``(class name, label)`` in class order (``None`` for
 regression): the split and the normalisation are done per class.
+
+A splitter yields :class:`Fold` objects (as scikit-learn's ``split()`` yields index pairs): the
+hold-out split is the one-fold case of k-fold, and a model is trained per (method, fold).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from mva.config import Split, TrainSize
 from mva.errors import ConfigError
 
-__all__ = ["split_indices", "training_weights", "validation_split", "BINARY_GROUPS"]
+__all__ = ["split_indices", "training_weights", "validation_split", "BINARY_GROUPS", "Fold",
+           "HoldOut", "KFold", "make_splitter"]
 
 #: binary classification: signal is label 1, background label 0
 BINARY_GROUPS: list[tuple[str, int]] = [("signal", 1), ("background", 0)]
@@ -99,3 +105,74 @@ def validation_split(labels: np.ndarray | None, n: int, fraction: float, seed: i
         val.append(perm[:k])
         fit.append(perm[k:])
     return np.sort(np.concatenate(fit)), np.sort(np.concatenate(val))
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One model's events (indices into the sample): it trains on ``train``, scores ``test``
+    (events it never saw: the TestTree) and ``score_train`` (events it trained on: the
+    TrainTree)."""
+
+    index: int
+    train: np.ndarray
+    test: np.ndarray
+    score_train: np.ndarray
+
+
+class HoldOut:
+    """One train/test split by ``train_size`` or ``test_fraction`` (one fold)."""
+
+    def __init__(self, split: Split, source: str = "<config>"):
+        self.split, self.source = split, source
+        self.n_folds = 1
+
+    def folds(self, labels: np.ndarray | None, n: int, groups: Groups = None,
+              fold_values: np.ndarray | None = None) -> list[Fold]:
+        train, test = split_indices(labels, n, self.split, self.source, groups)
+        return [Fold(0, train, test, train)]
+
+
+class KFold:
+    """k folds by an integer expression of the event (``fold_expression``, taken modulo k, so
+    negative and huge values work) or at random with the seed, per class. Model k trains on
+    every fold but k and scores fold k; it also scores fold k-1 (which it trained on) for the
+    TrainTree, so that every event has one training score."""
+
+    def __init__(self, split: Split, source: str = "<config>"):
+        self.split, self.source = split, source
+        self.n_folds = int(split.folds)
+
+    def assign(self, labels: np.ndarray | None, n: int, groups: Groups = None,
+               fold_values: np.ndarray | None = None) -> np.ndarray:
+        """The fold of every event (int64 in ``0 .. k-1``)."""
+        k = self.n_folds
+        if self.split.fold_expression is not None:
+            if fold_values is None or len(fold_values) != n:
+                raise ConfigError(f"{self.source}: split.fold_expression: no values were read")
+            return np.mod(np.asarray(fold_values, dtype=np.int64), k)
+        rng = np.random.default_rng(self.split.seed)
+        fold = np.empty(n, dtype=np.int64)
+        for _, idx in _group_indices(labels, n, groups):
+            perm = rng.permutation(idx)
+            fold[perm] = np.arange(len(perm)) % k
+        return fold
+
+    def folds(self, labels: np.ndarray | None, n: int, groups: Groups = None,
+              fold_values: np.ndarray | None = None) -> list[Fold]:
+        fold = self.assign(labels, n, groups, fold_values)
+        k = self.n_folds
+        for name, idx in _group_indices(labels, n, groups):
+            counts = np.bincount(fold[idx], minlength=k)
+            if counts.min() == 0:
+                what = "" if name == "all" else f" {name}"
+                raise ConfigError(
+                    f"{self.source}: split.folds: fold {int(np.argmin(counts))} has no{what} "
+                    f"events ({', '.join(map(str, counts))} per fold); check "
+                    "split.fold_expression or use fewer folds")
+        return [Fold(j, np.flatnonzero(fold != j), np.flatnonzero(fold == j),
+                     np.flatnonzero(fold == (j - 1) % k)) for j in range(k)]
+
+
+def make_splitter(split: Split, source: str = "<config>") -> HoldOut | KFold:
+    """The splitter of a config's ``split``."""
+    return KFold(split, source) if split.kfold else HoldOut(split, source)

@@ -13,7 +13,9 @@ from mva.errors import InputError
 from mva.io.expressions import ExpressionError, evaluate, names_in
 from mva.io.readers import as_float, count_entries, expand_files, iter_columns, source_info
 
-__all__ = ["Events", "read_sample", "evaluate_matrix", "select", "needed_branches",
+__all__ = ["Events", "read_sample", "evaluate_matrix", "evaluate_column", "evaluate_integer",
+           "select",
+           "needed_branches",
            "load_samples"]
 
 log = logging.getLogger(__name__)
@@ -29,8 +31,11 @@ class Events:
     labels: np.ndarray | None = None
     targets: np.ndarray | None = None
     target_names: list[str] = field(default_factory=list)
-    spectators: np.ndarray | None = None
+    #: one array per spectator: integer expressions (event numbers) stay int64
+    spectators: list[np.ndarray] | None = None
     spectator_names: list[str] = field(default_factory=list)
+    #: value of the k-fold ``fold_expression`` per event (int64), when the split has one
+    fold_values: np.ndarray | None = None
     sources: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -42,7 +47,9 @@ class Events:
 
         return replace(
             self, features=self.features[idx], weights=self.weights[idx],
-            labels=take(self.labels), targets=take(self.targets), spectators=take(self.spectators),
+            labels=take(self.labels), targets=take(self.targets),
+            spectators=None if self.spectators is None else [s[idx] for s in self.spectators],
+            fold_values=take(self.fold_values),
         )
 
     @staticmethod
@@ -54,9 +61,12 @@ class Events:
             return arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
 
         first = parts[0]
+        spectators = None if first.spectators is None else [
+            np.concatenate([p.spectators[j] for p in parts]) if len(parts) > 1
+            else first.spectators[j] for j in range(len(first.spectators))]
         return replace(
             first, features=cat("features"), weights=cat("weights"), labels=cat("labels"),
-            targets=cat("targets"), spectators=cat("spectators"),
+            targets=cat("targets"), spectators=spectators, fold_values=cat("fold_values"),
             sources=[s for p in parts for s in p.sources],
         )
 
@@ -121,17 +131,57 @@ def needed_branches(exprs: Mapping[str, Sequence[str]]) -> dict[str, str]:
     return needed
 
 
+def evaluate_column(columns: Mapping[str, Any], expr: str, default: float, where: str,
+                    what: str) -> np.ndarray:
+    """A spectator or kept branch in its own type: integers (event and run numbers, however
+    large) as int64, float32 as float32, anything else as float64; NaN allowed."""
+    try:
+        v = np.asarray(evaluate(expr, columns, default))
+    except ExpressionError as exc:
+        raise InputError(f"{where}: {what} {expr!r}: {exc}") from None
+    n = len(next(iter(columns.values()))) if columns else 0
+    if v.ndim == 0:
+        v = np.full(n, v)
+    if v.dtype.kind in "biu":
+        return v.astype(np.int64)
+    return as_float(v, f"{where}: {what} {expr!r}")
+
+
+def evaluate_integer(columns: Mapping[str, Any], expr: str, default: float, where: str,
+                     what: str, entries: np.ndarray) -> np.ndarray:
+    """An integer-valued expression (e.g. a fold expression of the event number) as int64,
+    without a detour through float (which loses event numbers above 2^53)."""
+    try:
+        v = np.asarray(evaluate(expr, columns, default))
+    except ExpressionError as exc:
+        raise InputError(f"{where}: {what} {expr!r}: {exc}") from None
+    if v.ndim == 0:
+        v = np.full(len(entries), v)
+    if v.dtype.kind in "biu":
+        return v.astype(np.int64)
+    if v.dtype.kind != "f":
+        raise InputError(f"{where}: {what} {expr!r}: not numeric (dtype {v.dtype})")
+    bad = ~np.isfinite(v) | (v != np.floor(v))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(f"{where}: {what} {expr!r} is not integer-valued (entry {entries[i]}: "
+                         f"{v[i]!r})")
+    return v.astype(np.int64)
+
+
 def read_sample(
     files: Sequence[str], tree: str | None, *, features: Sequence[str],
     spectators: Sequence[str] = (), targets: Sequence[str] = (), weight: str = "",
     cut: str = "", default: float = -999.0, label: int | None = None, what: str = "data",
+    fold_expression: str | None = None,
 ) -> Events:
     """Read one sample (a class, or the regression sample) from its files, selection applied."""
     if not files:
         raise InputError(f"{what}.files: no input files given")
     paths = expand_files(list(files), key=f"{what}.files")
     exprs = {"feature": features, "spectator": spectators, "target": targets,
-             "weight": [weight] if weight else [], "cut": [cut] if cut else []}
+             "weight": [weight] if weight else [], "cut": [cut] if cut else [],
+             "split.fold_expression": [fold_expression] if fold_expression else []}
     needed = needed_branches(exprs)
     parts = []
     for path in paths:
@@ -152,13 +202,14 @@ def read_sample(
                  if weight else np.ones(len(X)))
             T = (evaluate_matrix(cols, targets, default, where, "target", start, entries=entries)
                  if targets else None)
-            S = evaluate_matrix(cols, spectators, default, where, "spectator", start,
-                                check_finite=False)
+            S = [evaluate_column(cols, e, default, where, "spectator") for e in spectators]
+            F = (evaluate_integer(cols, fold_expression, default, where, "split.fold_expression",
+                                  entries) if fold_expression else None)
             chunks.append(Events(
                 features=X, weights=w, feature_names=list(features),
                 labels=None if label is None else np.full(len(X), label, dtype=np.int8),
                 targets=T, target_names=list(targets), spectators=S,
-                spectator_names=list(spectators),
+                spectator_names=list(spectators), fold_values=F,
             ))
         if n_entries == 0:
             raise InputError(f"{where}: the tree is empty")
@@ -181,5 +232,5 @@ def load_samples(cfg: Any) -> list[Events]:
     d = cfg.data
     return [read_sample(s.files, s.tree, features=d.features, spectators=d.spectators,
                         targets=d.target, weight=s.weight, cut=s.cut, default=d.default,
-                        label=s.label, what=s.key)
+                        label=s.label, what=s.key, fold_expression=cfg.split.fold_expression)
             for s in cfg.task_.samples(d)]

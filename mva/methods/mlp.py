@@ -262,16 +262,27 @@ class MLP(Method):
             wsum += float(wb.sum())
         return total / wsum if wsum else float("nan")
 
-    def predict_with_sigma(self, X, block: int = 65536):
+    #: events per forward pass at prediction; every pass has exactly this many rows
+    PREDICT_BLOCK = 4096
+
+    def predict_with_sigma(self, X):
         import torch
 
         self._check_fitted()
         dev = next(self.net_.parameters()).device
+        block = self.PREDICT_BLOCK
         outs = []
         with torch.no_grad():
             for s in range(0, len(X), block):
-                xb = torch.as_tensor(X[s:s + block], dtype=torch.float32, device=dev)
-                outs.append(self.net_(xb).double().cpu())
+                xb = np.asarray(X[s:s + block], dtype=np.float32)
+                n = len(xb)
+                # the last block is padded to full size: the matrix kernels round an event's
+                # output the same way whatever else is in its batch, so a score does not depend
+                # on how the events were chunked (apply, k-fold routing) - bit for bit
+                if n < block:
+                    xb = np.concatenate([xb, np.zeros((block - n, xb.shape[1]), np.float32)])
+                out = self.net_(torch.as_tensor(xb, device=dev))
+                outs.append(out[:n].double().cpu())
         raw = torch.cat(outs) if outs else torch.empty((0, self.n_outputs_), dtype=torch.float64)
         if self.is_classification:
             from scipy.special import expit

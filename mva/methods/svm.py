@@ -42,7 +42,7 @@ class SVMParams(Params):
     max_train_events: int = Field(20000, ge=10)
     tol: float = Field(1e-3, gt=0)
     cache_size: float = Field(500.0, gt=0)
-    block_size: int = Field(8192, ge=1)
+    block_size: int = Field(2048, ge=1)
 
 
 def kernel_matrix(A: np.ndarray, B: np.ndarray, kernel: str, gamma: float, degree: int,
@@ -157,11 +157,18 @@ class SVM(Method):
 
     def _decision(self, X: np.ndarray) -> np.ndarray:
         p = self.params
+        block = p.block_size
         out = np.empty((len(X), self.dual_.shape[1]))
-        for s in range(0, len(X), p.block_size):
-            K = kernel_matrix(X[s:s + p.block_size], self.sv_, p.kernel, self.gamma_, p.degree,
-                              p.coef0)
-            out[s:s + p.block_size] = K @ self.dual_ + self.intercept_
+        for s in range(0, len(X), block):
+            xb = np.asarray(X[s:s + block], dtype=np.float64)
+            n = len(xb)
+            # every block has the same number of rows (the last one padded): the matrix
+            # products then round an event's value the same way whatever else is in its block,
+            # so scores do not depend on how events were chunked (apply, k-fold routing)
+            if n < block:
+                xb = np.concatenate([xb, np.zeros((block - n, xb.shape[1]))])
+            K = kernel_matrix(xb, self.sv_, p.kernel, self.gamma_, p.degree, p.coef0)
+            out[s:s + n] = (K @ self.dual_)[:n] + self.intercept_
         return out
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ _CAPTIONS = {
     "correlations": "Linear correlation coefficients of the inputs (training sample)",
     "ratio": "Prediction / target (test sample)",
     "overtraining": "Overtraining check: response on the training and test samples",
+    "fold_roc": "ROC curves of the fold models, each on its own held-out fold",
     "cut_efficiencies": "Cut efficiencies and significance versus cut; optimal cut marked",
     "probability": "Signal probability P(S|y) and the class densities",
     "reliability": "Reliability of P(S|y): observed signal fraction versus predicted",
@@ -43,9 +44,9 @@ _CAPTIONS = {
     "class_reliability": "Reliability of the class probabilities for the expected composition: "
                          "observed class fraction versus predicted",
 }
-_METHOD_ORDER = ("overtraining", "confusion", "scores", "cut_efficiencies", "probability",
-                 "reliability", "class_reliability", "loss", "pred_vs_true", "profiles", "pulls",
-                 "width_calibration")
+_METHOD_ORDER = ("overtraining", "fold_roc", "confusion", "scores", "cut_efficiencies",
+                 "probability", "reliability", "class_reliability", "loss", "pred_vs_true",
+                 "profiles", "pulls", "width_calibration")
 
 
 def _png_size(data: bytes) -> tuple[int, int] | None:

@@ -20,6 +20,7 @@ from mva.report.summary import (
     _method_details,
     _notes,
     _ranking,
+    cv_table,
 )
 
 log = logging.getLogger("mva.report")  # one logger for the whole report, as before the split
@@ -93,6 +94,9 @@ def build_report(runs: Sequence[RunFiles]) -> str:
     sections: list[tuple[str, str, str]] = []  # (id, title, body)
     summary = run.task_.report_summary(run)
     sections.append(("summary", "Summary", summary + _notes(run)))
+    cv = cv_table(run)
+    if cv:
+        sections.append(("cv", "Cross-validation", cv))
     if len(runs) > 1:
         sections.append(("comparison", "Comparison of runs", _comparison(runs)))
     if overview:

@@ -297,3 +297,112 @@ def multiclass_summary(run: RunFiles) -> str:
             "test accuracy) highlighted. KS p-values below "
             f"{KS_WARN} are marked as an overtraining warning.</p>")
     return _table(head, rows, "summary") + note
+
+
+# --------------------------------------------------------------------------- cross-validation
+
+
+def _dotted(d: Any, path: str) -> Any:
+    """The value at a dotted key path (``eff_sig_at_bkg.0.1``); a key may itself hold dots
+    (``0.1``): at each level the longest run of parts that is a key is taken."""
+    parts = path.split(".")
+    while parts:
+        if not isinstance(d, Mapping):
+            return None
+        for n in range(len(parts), 0, -1):
+            key = ".".join(parts[:n])
+            if key in d:
+                d, parts = d[key], parts[n:]
+                break
+        else:
+            return None
+    return d
+
+
+def _cv_rows(methods: Mapping[str, Any], first: str
+             ) -> list[tuple[str, str | None, Mapping[str, Any], list[tuple[int, Any]]]]:
+    """(method, target or None, cv figures, [(fold, its test figures)]) per row of the table:
+    a run whose figures are keyed by target first (multi-target regression) has one row per
+    method and target."""
+    rows = []
+    for name, m in methods.items():
+        cv = m.get("cv")
+        if not isinstance(cv, Mapping):
+            continue
+        folds = [(f.get("fold"), f.get("test") or {}) for f in m.get("folds") or []
+                 if isinstance(f, Mapping)]
+        if isinstance(_dotted(cv, first), Mapping) and "mean" in _dotted(cv, first):
+            rows.append((name, None, cv, folds))
+            continue
+        for target, sub in cv.items():
+            leaf = _dotted(sub, first)
+            if isinstance(leaf, Mapping) and "mean" in leaf:
+                rows.append((name, str(target), sub,
+                             [(k, _get(t, str(target)) or {}) for k, t in folds]))
+    return rows
+
+
+def _mean_std_cell(leaf: Any, spec: str) -> str:
+    """``mean ± std`` of a figure across the folds; ``data-v`` the mean, ``data-std`` the std."""
+    mean, std = _get(leaf, "mean"), _get(leaf, "std")
+    text = f"{_fmt(mean, spec)} ± {_fmt(std, spec)}"
+    n = _get(leaf, "n")
+    cell = _num_cell(mean, spec, fmt=lambda _: text,
+                     title=f"mean ± standard deviation over {n} folds" if n is not None else "")
+    s = _finite(std)
+    if s is not None:
+        cell = cell.replace(' class="num"', f' class="num" data-std="{_esc(repr(s))}"', 1)
+    return cell
+
+
+def cv_table(run: RunFiles) -> str | None:
+    """k-fold runs: the task's headline figures (``Task.cv_headline``) of each method as mean
+    ± standard deviation over the folds, and the first of them on every fold; None for a
+    hold-out run (or a task without headline figures)."""
+    split = run.metrics.get("split")
+    k = _finite(_get(split, "folds"))
+    headline = tuple(getattr(run.task_, "cv_headline", ()) or ())
+    if not k or not headline:
+        return None
+    first, first_label, first_spec = headline[0]
+    rows_in = _cv_rows(run.methods, first)
+    if not rows_in:
+        return None
+    multi = any(t is not None for _, t, _, _ in rows_in)
+    fold_ids: list[Any] = []
+    for *_, folds in rows_in:
+        for f, _ in folds:
+            if f not in fold_ids:
+                fold_ids.append(f)
+    lead = 2 + int(multi)
+    group = ('<tr class="group">' + "<th></th>" * lead
+             + f'<th colspan="{len(headline)}">mean ± std over the folds</th>'
+             + (f'<th colspan="{len(fold_ids)}">{_esc(first_label)} per fold (test)</th>'
+                if fold_ids else "") + "</tr>")
+    head = group + "<tr>" + _th("method", num=False) + _th("type", num=False)
+    if multi:
+        head += _th("target", num=False)
+    head += "".join(_th(label, title=f"{path}: mean ± standard deviation over the folds")
+                    for path, label, _ in headline)
+    head += "".join(_th(f"fold {f}", title=f"{first_label} of the fold model on fold {f}")
+                    for f in fold_ids) + "</tr>"
+    rows = []
+    for name, target, cv, folds in rows_in:
+        cells = [_method_cell(name, False),
+                 f"<td>{_esc(_get(run.manifest, 'methods', name, 'type') or '')}</td>"]
+        if multi:
+            cells.append(f"<td>{_esc(target or '')}</td>")
+        cells += [_mean_std_cell(_dotted(cv, path), spec) for path, _, spec in headline]
+        by_fold = dict(folds)
+        cells += [_num_cell(_dotted(by_fold.get(f), first), first_spec) for f in fold_ids]
+        target_attr = f' data-target="{_esc(target)}"' if target is not None else ""
+        rows.append(f'<tr data-method="{_esc(name)}"{target_attr}>' + "".join(cells) + "</tr>")
+    expr = _get(split, "fold_expression")
+    seed = _get(split, "seed")
+    how = (f"folds by the fold expression <code>{_esc(expr)}</code>" if expr
+           else f"random folds (seed {_esc(seed)})" if seed is not None else "random folds")
+    note = (f"<p class=\"note\">Mean and sample standard deviation (ddof 1) over the {int(k)} "
+            f"folds of each fold model's figures on its own held-out fold; {how}. The "
+            "summary above gives the figures of the out-of-fold scores of all events "
+            "together.</p>")
+    return _table(head, rows, "cv") + note

@@ -32,6 +32,10 @@ class Task:
     """What differs between tasks. Subclasses implement every method below."""
 
     name: ClassVar[str]
+    #: the figures the report's cross-validation table shows (mean ± std over the folds):
+    #: (dotted key path into the figures of :meth:`figures`, column label, number format);
+    #: the first is also shown per fold
+    cv_headline: ClassVar[tuple[tuple[str, str, str], ...]] = ()
 
     def __init__(self, classes: list[str] | None = None, targets: list[str] | None = None):
         self.classes = list(classes or [])
@@ -95,6 +99,11 @@ class Task:
         return self.method_columns(name, pred, sigma)
 
     # ------------------------------------------------------------------ evaluation
+    def figures(self, pred: np.ndarray, sigma: np.ndarray | None, events: Any
+                ) -> dict[str, Any]:
+        """The figures of merit of predictions on ``events`` (metrics.json's ``test``)."""
+        raise NotImplementedError
+
     def evaluate(self, res: Any, run: Any) -> dict[str, Any]:
         """metrics.json entry of one method (``test``, ``train``, ...)."""
         raise NotImplementedError

@@ -13,6 +13,7 @@ import numpy as np
 
 from mva.errors import ConfigError
 from mva.evaluation import classification as cm
+from mva.tasks._folds import fold_roc_jobs
 from mva.tasks.base import ClassificationTask, Job
 
 __all__ = ["Binary", "EFF_BKG", "classification_metrics", "expected_yields"]
@@ -93,6 +94,8 @@ def signal_probability_extras(res: Any, te: Any, cfg: Any) -> dict[str, Any]:
 
 class Binary(ClassificationTask):
     name = "classification"
+    cv_headline = (("roc_auc", "AUC", ".4f"), ("eff_sig_at_bkg.0.1", "εS at εB=0.1", ".3f"),
+                   ("separation", "separation", ".3f"))
     labels = [1, 0]
 
     def importance_metric(self, scores, labels, weights):
@@ -147,6 +150,9 @@ class Binary(ClassificationTask):
         return out
 
     # ------------------------------------------------------------------ evaluation
+    def figures(self, pred, sigma, events):
+        return classification_metrics(pred, events.labels, events.weights)
+
     def evaluate(self, res, run):
         tr, te, cfg = run.train, run.test, run.config
         ks = {}
@@ -155,8 +161,8 @@ class Binary(ClassificationTask):
             ks[key] = cm.ks_2samp_weighted(res.pred_train[a], res.pred_test[b],
                                            tr.weights[a], te.weights[b])[1]
         metrics = {
-            "test": classification_metrics(res.pred_test, te.labels, te.weights),
-            "train": classification_metrics(res.pred_train, tr.labels, tr.weights),
+            "test": self.figures(res.pred_test, None, te),
+            "train": self.figures(res.pred_train, None, tr),
             "overtraining": ks,
         }
         metrics.update(signal_probability_extras(res, te, cfg))
@@ -199,7 +205,8 @@ class Binary(ClassificationTask):
             name, (res.pred_train, tr.labels, tr.weights), (res.pred_test, te.labels, te.weights),
             (ks["ks_pvalue_signal"], ks["ks_pvalue_background"]), stem), kw,
             plot_record(stem, "overtraining", name))]
-        return jobs + self._probability_jobs(name, res, run, outdir, kw)
+        return (jobs + fold_roc_jobs(run, name, outdir, kw)
+                + self._probability_jobs(name, res, run, outdir, kw))
 
     def _probability_jobs(self, name: str, res: Any, run: Any, outdir: Path, kw: dict
                           ) -> list[Job]:

@@ -24,6 +24,8 @@ MAX_CLASSES = 127
 
 class Multiclass(ClassificationTask):
     name = "multiclass"
+    cv_headline = (("accuracy", "accuracy", ".4f"), ("roc_auc_macro", "macro AUC", ".4f"),
+                   ("log_loss", "log loss", ".4f"))
     importance_key = "permutation_accuracy_drop"
 
     def __init__(self, classes: list[str] | None = None, targets: list[str] | None = None):
@@ -110,14 +112,19 @@ class Multiclass(ClassificationTask):
         v = np.array([float(w[run.train.labels == k].sum()) for k in self.labels])
         return v / v.sum()
 
+    def figures(self, pred, sigma, events):
+        from mva.evaluation.multiclass import multiclass_metrics
+
+        return multiclass_metrics(pred, events.labels, events.weights, self.classes)
+
     def evaluate(self, res, run):
         from mva.evaluation import multiclass as mc
 
         tr, te, cfg = run.train, run.test, run.config
         classes = self.classes
         metrics: dict[str, Any] = {
-            "test": mc.multiclass_metrics(res.pred_test, te.labels, te.weights, classes),
-            "train": mc.multiclass_metrics(res.pred_train, tr.labels, tr.weights, classes),
+            "test": self.figures(res.pred_test, None, te),
+            "train": self.figures(res.pred_train, None, tr),
             "overtraining": {"ks_pvalue": mc.ks_pvalues(
                 res.pred_train, tr.labels, tr.weights, res.pred_test, te.labels, te.weights,
                 classes)},

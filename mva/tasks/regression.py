@@ -16,6 +16,8 @@ __all__ = ["Regression"]
 
 class Regression(Task):
     name = "regression"
+    cv_headline = (("rms", "rms", "#.4g"), ("sigma_eff", "sigma_eff", "#.4g"),
+                   ("bias", "bias", "#.4g"))
 
     @classmethod
     def check_config(cls, cfg: Any, source: str) -> None:
@@ -61,17 +63,16 @@ class Regression(Task):
         return cols
 
     # ------------------------------------------------------------------ evaluation
+    def figures(self, pred, sigma, events):
+        per_target = {
+            tname: rm.regression_metrics(pred[:, j], events.targets[:, j], events.weights,
+                                         width=None if sigma is None else sigma[:, j])
+            for j, tname in enumerate(events.target_names)}
+        return next(iter(per_target.values())) if len(per_target) == 1 else per_target
+
     def evaluate(self, res, run):
-        out: dict[str, Any] = {}
-        for part, ev, pred, sigma in (("test", run.test, res.pred_test, res.sigma_test),
-                                      ("train", run.train, res.pred_train, res.sigma_train)):
-            per_target = {}
-            for j, tname in enumerate(ev.target_names):
-                per_target[tname] = rm.regression_metrics(
-                    pred[:, j], ev.targets[:, j], ev.weights,
-                    width=None if sigma is None else sigma[:, j])
-            out[part] = next(iter(per_target.values())) if len(per_target) == 1 else per_target
-        return out
+        return {"test": self.figures(res.pred_test, res.sigma_test, run.test),
+                "train": self.figures(res.pred_train, res.sigma_train, run.train)}
 
     def summary_table(self, run):
         head = (f"{'method':<12}{'bias':>11}{'rms':>11}{'rms_trunc':>11}{'mae':>11}"

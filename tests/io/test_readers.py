@@ -90,7 +90,7 @@ def test_weight_cut_and_spectators(nano: dict) -> None:
     assert len(ev) == mask.sum() and ev.sources[0]["selected"] == mask.sum()
     np.testing.assert_allclose(ev.features[:, 0], _nth(nano["Muon_pt"], 1, -999.0)[mask])
     np.testing.assert_allclose(ev.weights, nano["PuppiMET_pt"][mask] / 10, rtol=1e-6)
-    np.testing.assert_array_equal(ev.spectators[:, 0], nano["event"][mask])
+    np.testing.assert_array_equal(ev.spectators[0], nano["event"][mask])
     np.testing.assert_array_equal(ev.labels, np.zeros(mask.sum()))
 
 
@@ -278,7 +278,7 @@ def test_csv_parquet_and_root_give_the_same_events(tmp_path: Path, table: pd.Dat
                                    rtol=1e-12)
         np.testing.assert_allclose(ev.weights, table.w[mask], rtol=1e-12)
         np.testing.assert_allclose(ev.targets[:, 0], x ** 2, rtol=1e-12)
-        np.testing.assert_array_equal(ev.spectators[:, 0], k)
+        np.testing.assert_array_equal(ev.spectators[0], k)
     for p in (csv, pq):
         (d,) = describe(p)
         assert d["entries"] == len(table) and [b["name"] for b in d["branches"]] == list(table)

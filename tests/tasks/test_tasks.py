@@ -35,7 +35,7 @@ def test_every_registered_task_is_a_task_named_as_registered(name: str) -> None:
     cls = task_class(name)
     assert issubclass(cls, Task) and cls.name == name
     # every abstract hook is implemented
-    for hook in ("check_config", "from_config", "samples", "y", "truth_columns",
+    for hook in ("check_config", "from_config", "samples", "y", "truth_columns", "figures",
                  "method_columns", "evaluate", "summary_table", "method_plots",
                  "summary_plots", "report_summary", "report_comparison"):
         assert getattr(cls, hook) is not getattr(Task, hook), f"{name}: {hook} not implemented"
