@@ -46,8 +46,22 @@ def common(f: Any) -> Any:
     return f
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch system ending the job): unwinds like Ctrl-C, so that temporary run
+    directories and output files are removed and worker processes are stopped."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return super().invoke(ctx)
         except MvaError as exc:
@@ -57,6 +71,9 @@ class _Group(click.Group):
             sys.exit(2)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
+        except _Terminated:
+            click.echo("mva: terminated (SIGTERM)", err=True)
+            sys.exit(143)
         except KeyboardInterrupt:
             click.echo("mva: interrupted", err=True)
             sys.exit(130)

@@ -301,7 +301,26 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> Config:
     specs = {n: _validate_method(n, s, task, source) for n, s in methods.items()}
     cfg = cfg.model_copy(update={"methods": specs, "raw": raw})
     _check_data(cfg, source)
+    _check_split(cfg, source)
     return cfg
+
+
+#: branches a k-fold run adds to the output trees
+FOLD_BRANCHES = ("fold", "model_fold")
+
+
+def _check_split(cfg: Config, source: str) -> None:
+    if not cfg.split.kfold:
+        return
+    from mva.naming import unique_names
+
+    for key in ("features", "spectators"):
+        exprs = getattr(cfg.data, key)
+        for expr, name in zip(exprs, unique_names(exprs), strict=True):
+            if name in FOLD_BRANCHES:
+                raise ConfigError(f"{source}: data.{key}: {expr!r} would be written as the "
+                                  f"branch {name!r}, which a k-fold run writes itself; use an "
+                                  "expression such as '1 * fold'")
 
 
 def _check_data(cfg: Config, source: str) -> None:

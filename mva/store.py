@@ -49,7 +49,9 @@ class TrainedMethod:
     model: Method
     extras: dict[str, Any] = field(default_factory=dict)
 
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict(self, X: np.ndarray, fold: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Prediction and width (or None); ``fold`` is for k-fold methods and unused here."""
         return self.model.predict_with_sigma(self.pipeline.transform(X))
 
     def densities(self) -> Any:
@@ -88,9 +90,14 @@ class FoldedMethod:
                 ) -> tuple[np.ndarray, np.ndarray | None]:
         if fold is None:
             preds = [tm.predict(X) for tm in self.folds]
-            sigmas = [s for _, s in preds]
-            return (np.mean([p for p, _ in preds], axis=0),
-                    None if sigmas[0] is None else np.mean(sigmas, axis=0))
+            p = np.stack([p for p, _ in preds])
+            mean = p.mean(axis=0)
+            if preds[0][1] is None:
+                return mean, None
+            # the width of the average of the fold models: their mean variance and their
+            # spread around each other
+            var = np.mean([s**2 for _, s in preds], axis=0) + p.var(axis=0)
+            return mean, np.sqrt(var)
         pred = sigma = None
         for k, tm in enumerate(self.folds):
             rows = np.flatnonzero(fold == k)
@@ -182,6 +189,10 @@ def load_models(run_dir: Path, names: list[str] | None = None
         extras = {k: v for k, v in entry.items()
                   if k not in ("type", "params", "preprocess", "files", "notes", "folds")}
         if "folds" in entry:
+            expected = (manifest.get("split") or {}).get("folds")
+            if expected is not None and len(entry["folds"]) != int(expected):
+                raise InputError(f"{run_dir}/models/{MANIFEST}: method {name!r} has "
+                                 f"{len(entry['folds'])} fold models, the split {expected}")
             folds = [_load_one(Path(run_dir) / "models" / fold_dir(name, k), name, entry, f,
                                manifest["task"], task.n_classes)
                      for k, f in enumerate(entry["folds"])]

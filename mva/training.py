@@ -249,9 +249,12 @@ def run_training(cfg: Config, out: Path | None = None, plotter: Any = None) -> R
                 results = _map_folds(cfg, task, spec, events, folds, pool)
                 fitted[name] = _combine_folds(spec, folds, results, n)
                 log.info("%s trained in %.1f s", name, fitted[name].fit_seconds)
-        finally:
+        except BaseException:
             if pool is not None:
-                pool.close()
+                pool.close(abort=True)
+            raise
+        if pool is not None:
+            pool.close()
     if out is not None:
         # numpy and compression release the GIL: the trees are written while evaluation runs
         run.writer = _Background(write_trees, out / "output.root", _trees(run, fitted),
@@ -326,8 +329,14 @@ class FoldPool:
             out.append(MethodResult(trained, p_tr, p_te, s_tr, s_te, {}, seconds))
         return out
 
-    def close(self) -> None:
-        self.executor.shutdown(wait=True, cancel_futures=True)
+    def close(self, abort: bool = False) -> None:
+        """Stop the workers; ``abort`` (an error, Ctrl-C, SIGTERM): at once, without waiting
+        for the folds that are being fitted."""
+        processes = list(getattr(self.executor, "_processes", {}).values())
+        self.executor.shutdown(wait=not abort, cancel_futures=True)
+        if abort:
+            for p in processes:  # a fit can take minutes: do not leave it running orphaned
+                p.terminate()
 
 
 #: below this many events the worker processes cost more to start than they save (measured:

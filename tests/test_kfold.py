@@ -42,7 +42,9 @@ def _config(data: Path, task: str, expression: str | None = "evt % 3") -> dict:
         split["fold_expression"] = expression
     methods = {"bdt": {"type": "bdt", "n_estimators": 20},
                "mlp": {"type": "mlp", "epochs": 4, "hidden_layers": [8]},
-               "knn": {"type": "knn"}, "svm": {"type": "svm"}, "linear": {"type": "linear"}}
+               # the matrix preprocessing steps too: their products must not depend on chunking
+               "knn": {"type": "knn", "preprocess": ["pca"]}, "svm": {"type": "svm"},
+               "linear": {"type": "linear", "preprocess": ["decorrelate"]}}
     if task == "regression":
         data_cfg = {"files": [str(data)], "target": "t", "features": ["x1", "x2", "x3"],
                     "spectators": ["evt", "run"]}
@@ -113,13 +115,16 @@ def test_fold_expression_is_taken_modulo_the_folds_for_negative_and_huge_values(
 
 @pytest.mark.parametrize(("split", "needle"), [
     ({"folds": 1}, "split.folds"),
+    ({"folds": 3, "features": ["fold"]}, "data.features: 'fold' would be written as the branch"),
     ({"folds": 5, "test_fraction": 0.5}, "test_fraction does not go with folds"),
     ({"folds": 5, "train_size": 10}, "train_size does not go with folds"),
     ({"fold_expression": "evt % 2"}, "fold_expression needs folds"),
 ])
 def test_bad_fold_configs_name_the_key(split: dict, needle: str) -> None:
+    split = dict(split)
+    features = split.pop("features", ["a"])
     raw = {"task": "classification", "data": {
-        "signal": {"files": ["x.csv"]}, "background": {"files": ["x.csv"]}, "features": ["a"]},
+        "signal": {"files": ["x.csv"]}, "background": {"files": ["x.csv"]}, "features": features},
         "split": split, "methods": {"lin": {"type": "linear"}}}
     with pytest.raises(ConfigError, match=needle):
         parse_config(raw)
@@ -311,3 +316,50 @@ def test_folds_trained_side_by_side_give_the_same_run(base: Path, tmp_path: Path
         trees.append(_trees(tmp_path / f"run{jobs}"))
     for one, two in zip(*trees, strict=True):
         pd.testing.assert_frame_equal(one, two, check_exact=True)
+
+
+def test_permutation_importance_scores_each_event_with_its_fold_model() -> None:
+    from mva.evaluation.ranking import permutation_importance
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(3000, 2))
+    labels = (X[:, 0] > 0).astype(int)
+    fold = rng.integers(0, 3, len(X))
+    calls = []
+
+    def predict(Xs, f=None):
+        calls.append(f)
+        # a "model" that only works when it is told the right fold of every event
+        return Xs[:, 0] * (1.0 if f is not None and np.array_equal(f, fold[keep]) else 0.0)
+
+    keep = np.sort(np.random.default_rng(0).choice(len(X), 1000, replace=False))
+    drops = permutation_importance(predict, X, labels, np.ones(len(X)), ["a", "b"], seed=0,
+                                   max_events=1000, folds=fold)
+    assert all(f is not None for f in calls)
+    assert drops["a"] > 0.3 and abs(drops["b"]) < 1e-12
+
+
+def test_sigterm_during_training_leaves_nothing_behind(base: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = _config(base / "data.csv", "classification")
+    cfg["methods"] = {"mlp": {"type": "mlp", "epochs": 2000, "early_stopping": False}}
+    cfg["split"]["n_jobs"] = 2
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("mva")), "-q", "train", path,
+                             "--output", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(tmp_path.glob(".run.tmp-*")):
+        time.sleep(0.2)
+    time.sleep(3)  # into the fold fits in the workers
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "mva: terminated (SIGTERM)"
+    assert not out.exists() and not list(tmp_path.glob(".run.tmp-*"))

@@ -152,3 +152,16 @@ def check_class_labels(y: np.ndarray, n_classes: int) -> np.ndarray:
     if len(labels) and (np.any(as_int != labels) or as_int.min() < 0 or as_int.max() >= n_classes):
         raise ValueError(f"multiclass labels must be class indices 0 .. {n_classes - 1}")
     return as_int
+
+
+def fixed_blocks(X: np.ndarray, block: int, dtype: Any = np.float64):
+    """``(start, n, rows)`` over ``X`` in blocks of exactly ``block`` rows, the last one padded
+    with zeros (use the first ``n`` results). Matrix kernels round an event's result the same
+    way whatever else is in a full block, so predictions in fixed blocks do not depend on how
+    the events were chunked (``mva apply`` steps, k-fold routing): bit for bit."""
+    for start in range(0, len(X), block):
+        rows = np.asarray(X[start:start + block], dtype=dtype)
+        n = len(rows)
+        if n < block:
+            rows = np.concatenate([rows, np.zeros((block - n, *rows.shape[1:]), dtype=dtype)])
+        yield start, n, rows

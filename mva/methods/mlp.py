@@ -21,6 +21,7 @@ from mva.methods.base import (
     State,
     as_2d,
     check_class_labels,
+    fixed_blocks,
     n_threads,
     softmax,
 )
@@ -273,14 +274,7 @@ class MLP(Method):
         block = self.PREDICT_BLOCK
         outs = []
         with torch.no_grad():
-            for s in range(0, len(X), block):
-                xb = np.asarray(X[s:s + block], dtype=np.float32)
-                n = len(xb)
-                # the last block is padded to full size: the matrix kernels round an event's
-                # output the same way whatever else is in its batch, so a score does not depend
-                # on how the events were chunked (apply, k-fold routing) - bit for bit
-                if n < block:
-                    xb = np.concatenate([xb, np.zeros((block - n, xb.shape[1]), np.float32)])
+            for _, n, xb in fixed_blocks(X, block, np.float32):
                 out = self.net_(torch.as_tensor(xb, device=dev))
                 outs.append(out[:n].double().cpu())
         raw = torch.cat(outs) if outs else torch.empty((0, self.n_outputs_), dtype=torch.float64)

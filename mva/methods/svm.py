@@ -21,7 +21,15 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from mva.methods.base import Method, Params, State, as_2d, positive_weights, softmax
+from mva.methods.base import (
+    Method,
+    Params,
+    State,
+    as_2d,
+    fixed_blocks,
+    positive_weights,
+    softmax,
+)
 
 __all__ = ["SVM", "kernel_matrix"]
 
@@ -159,14 +167,7 @@ class SVM(Method):
         p = self.params
         block = p.block_size
         out = np.empty((len(X), self.dual_.shape[1]))
-        for s in range(0, len(X), block):
-            xb = np.asarray(X[s:s + block], dtype=np.float64)
-            n = len(xb)
-            # every block has the same number of rows (the last one padded): the matrix
-            # products then round an event's value the same way whatever else is in its block,
-            # so scores do not depend on how events were chunked (apply, k-fold routing)
-            if n < block:
-                xb = np.concatenate([xb, np.zeros((block - n, xb.shape[1]))])
+        for s, n, xb in fixed_blocks(X, block):
             K = kernel_matrix(xb, self.sv_, p.kernel, self.gamma_, p.degree, p.coef0)
             out[s:s + n] = (K @ self.dual_)[:n] + self.intercept_
         return out

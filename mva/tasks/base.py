@@ -237,9 +237,11 @@ class ClassificationTask(Task):
         from mva.evaluation.ranking import permutation_importance
 
         tm, te, cfg = res.trained, run.test, run.config
+        # k-fold: every event scored by the model of its fold, never by one that trained on it
         out = {self.importance_key: permutation_importance(
-            lambda X: tm.predict(X)[0], te.features, te.labels, te.weights, cfg.data.features,
-            seed=cfg.split.seed, metric=self.importance_metric)}
+            lambda X, fold=None: tm.predict(X, fold)[0], te.features, te.labels, te.weights,
+            cfg.data.features, seed=cfg.split.seed, metric=self.importance_metric,
+            folds=run.fold_of)}
         if hasattr(tm.model, "feature_importance"):
             gain = tm.model.feature_importance(len(cfg.data.features))
             out["gain"] = dict(zip(cfg.data.features, map(float, gain), strict=True))
