@@ -26,6 +26,7 @@ demo: install
 	@echo "reports: $(DEMO)/classification/run/report.html $(DEMO)/calorimeter/run/report.html"
 
 test: install
+	$(BIN)/ruff check mva tests benchmarks examples
 	$(BIN)/python -m pytest -q
 
 bench: install
@@ -33,7 +34,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_calorimeter.py
 
 lint: install
-	$(BIN)/ruff check mva tests benchmarks
+	$(BIN)/ruff check mva tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) $(DEMO) build *.egg-info

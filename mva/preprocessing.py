@@ -247,7 +247,10 @@ class _Affine(Transform):
         if self.matrix is not None:
             # einsum's own loops, not BLAS: an event's value does not depend on how many
             # events are transformed with it (bit-identical k-fold routing and apply chunks)
-            return np.einsum("nd,dk->nk", X - self.offset, self.matrix)
+            # (C order: einsum's summation order follows the memory layout, which a JSON round
+            # trip would otherwise change)
+            return np.einsum("nd,dk->nk", np.ascontiguousarray(X - self.offset),
+                             np.ascontiguousarray(self.matrix))
         return (X - self.offset) / self.scale
 
     def _params(self) -> dict[str, Any]:

@@ -132,7 +132,9 @@ class Linear(Method):
         self._check_fitted()
         # einsum's own loops, not BLAS: an event's value does not depend on the other events
         # in the call (apply chunks, k-fold routing give bit-identical scores)
-        out = np.einsum("nd,dk->nk", np.asarray(X, dtype=np.float64), self.coef_) + self.intercept_
+        # (both C-ordered: einsum's summation order follows the memory layout)
+        out = np.einsum("nd,dk->nk", np.ascontiguousarray(X, dtype=np.float64),
+                        np.ascontiguousarray(self.coef_)) + self.intercept_
         if self.is_multiclass:
             return softmax(out)
         if self.is_classification:
