@@ -45,6 +45,18 @@ def apply(
 
     Returns a small summary: events read and written, methods applied.
     """
+    import contextlib
+    import glob
+    import os
+
+    # an output that is one of the inputs (after glob expansion) would overwrite its input
+    if os.path.exists(output):
+        for pattern in inputs:
+            for path in (glob.glob(pattern) if any(c in pattern for c in "*?[") else [pattern]):
+                with contextlib.suppress(OSError):
+                    if os.path.samefile(path, output):
+                        raise InputError(f"{output}: the output is one of the inputs ({path}); "
+                                         "write to another file")
     manifest, trained = load_models(Path(run_dir), list(methods) if methods else None)
     task = task_for_manifest(manifest)
     options = {"signal_fraction": signal_fraction}

@@ -205,8 +205,9 @@ def inspect(file: str, as_json: bool, quiet: bool, debug: bool) -> None:
       mva inspect data/nano.root --json | jq '.[0].branches | length'
     """
     _setup_logging(quiet, debug)
-    from mva.io.readers import describe
+    from mva.io.readers import describe, file_format, non_trees
 
+    # a file with no tree at all (only an RNTuple, only histograms) is an error naming it
     info = describe(file)
     if as_json:
         click.echo(json.dumps(info, indent=1))
@@ -215,6 +216,10 @@ def inspect(file: str, as_json: bool, quiet: bool, debug: bool) -> None:
         click.echo(f"{t['tree'] or file}: {t['entries']} entries, {len(t['branches'])} branches")
         for b in t["branches"]:
             click.echo(f"  {b['name']:<40} {b['kind']:<7} {b['type']}")
+    if file_format(file) == "root":
+        for name, cls in non_trees(file).items():
+            why = "an RNTuple, mva reads TTrees" if "RNTuple" in cls else "not a tree"
+            click.echo(f"{name}: {cls} ({why})")
 
 
 @main.command()

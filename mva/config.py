@@ -113,16 +113,17 @@ class Split(_Frozen):
     train_size: TrainSize | int | None = None
     test_fraction: float | None = Field(None, gt=0.0, lt=1.0)
     #: k-fold cross-validation: number of folds (every event is tested by the model of its fold)
-    folds: int | None = Field(None, ge=2)
+    folds: int | None = Field(None, ge=2, le=1000)
     #: which fold an event is in: an integer expression (taken modulo ``folds``); without it the
     #: folds are drawn at random with ``seed``, per class
     fold_expression: str | None = None
-    seed: int = 0
+    #: the random seed (numpy's generators take 0 .. 2**32 - 1)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     normalization: Literal["equal", "mean", "none"] = "equal"
     negative_weights: Literal["keep", "ignore"] = "keep"
     #: folds trained at the same time (worker processes); default: as many as cores and folds
     #: allow for small samples, 1 above 100k events (the methods then use the cores themselves)
-    n_jobs: int | None = Field(None, ge=1)
+    n_jobs: int | None = Field(None, ge=1, le=4096)
 
     @model_validator(mode="after")
     def _one_of(self) -> Split:
@@ -302,6 +303,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> Config:
     cfg = cfg.model_copy(update={"methods": specs, "raw": raw})
     _check_data(cfg, source)
     _check_split(cfg, source)
+    _check_method_names(cfg, source)
     return cfg
 
 
@@ -321,6 +323,65 @@ def _check_split(cfg: Config, source: str) -> None:
                 raise ConfigError(f"{source}: data.{key}: {expr!r} would be written as the "
                                   f"branch {name!r}, which a k-fold run writes itself; use an "
                                   "expression such as '1 * fold'")
+
+
+#: branches every run writes whatever its methods (``fold``/``model_fold``: k-fold runs; they are
+#: reserved always, so that a config does not break when ``split.folds`` is added)
+RESERVED_BRANCHES = ("classID", "className", "weight", *FOLD_BRANCHES)
+
+
+def method_branches(cfg: Config, name: str) -> list[str]:
+    """Every output branch that method ``name`` may write (training and ``mva apply``).
+
+    binary: ``<m>``, ``<m>_prob``, ``<m>_rarity``; multiclass: ``<m>_<class>`` and
+    ``<m>_<class>_prob``; regression: ``<m>``, ``<m>_sigma`` (one target) or ``<m>_<j>``,
+    ``<m>_<j>_sigma`` (several). Keep in step with the tasks' ``method_columns`` and
+    ``apply_columns``.
+    """
+    from mva.naming import class_branch
+
+    if cfg.task == "multiclass":
+        classes = [str(c) for c in (cfg.data.classes or {})]
+        return [class_branch(name, c, s) for c in classes for s in ("", "prob")]
+    if cfg.task == "regression":
+        n = len(cfg.data.target)
+        stems = [name] if n == 1 else [f"{name}_{j}" for j in range(n)]
+        return [b for stem in stems for b in (stem, f"{stem}_sigma")]
+    return [name, f"{name}_prob", f"{name}_rarity"]
+
+
+def _check_method_names(cfg: Config, source: str) -> None:
+    """A method whose output branches would overwrite another column is refused."""
+    from mva.naming import target_branches, unique_names
+
+    owner: dict[str, str] = {b: "a branch every run writes" for b in RESERVED_BRANCHES}
+    if cfg.task == "regression":
+        owner.update({b: "a target branch" for b in target_branches(cfg.data.target)})
+    for key in ("features", "spectators"):
+        exprs = getattr(cfg.data, key)
+        for expr, b in zip(exprs, unique_names(exprs), strict=True):
+            owner.setdefault(b, f"the branch of data.{key} {expr!r}")
+    # the method's own name counts too where it is no branch (multiclass): it names the
+    # method's plots (`<m>_<kind>`, `<m>_<class>_<kind>`) and its models
+    mine = {name: list(dict.fromkeys([name, *method_branches(cfg, name)])) for name in cfg.methods}
+    for name, claimed in mine.items():
+        for b in claimed:
+            if b in owner:
+                what = "its output branch" if b in method_branches(cfg, name) else "its name"
+                raise ConfigError(f"{source}: methods.{name}: {what} {b!r} would clash with "
+                                  f"{owner[b]}; rename the method")
+    names = list(mine)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            clash = next((b for b in mine[first] if b in mine[second]), None)
+            if clash is None:
+                continue
+            # blame the method that is named like the other's branch (`bdt_prob` next to
+            # `bdt`), else the later one
+            culprit, other = (first, second) if clash == first else (second, first)
+            what = "its name" if clash == culprit else "its output branch"
+            raise ConfigError(f"{source}: methods.{culprit}: {what} {clash!r} is also an output "
+                              f"branch of method {other!r}; rename one of them")
 
 
 def _check_data(cfg: Config, source: str) -> None:
@@ -358,17 +419,22 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     keeps the last one silently: two classes of the same name would become one)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: set[Any] = set()
+        seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
             # merge keys (<<: *anchor) bring keys that explicit ones may override: only the
             # node's own scalar keys are compared
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
                 continue
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: SafeLoader refuses it itself
+                continue
+            if first is not None:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
+                    None, None, f"duplicate key {key!r}, first on line {first.line + 1}",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=deep)
 
 
@@ -376,9 +442,15 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read and validate a YAML config file. Relative data paths resolve against its folder."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}"
+                          f" at offset {exc.start}); save the config as UTF-8") from None
     try:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:

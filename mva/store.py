@@ -5,6 +5,10 @@ JSON), score densities and its files with SHA-256 sums; the method's own state l
 ``models/<method>/`` as ``meta.json``, ``arrays.npz`` (read with ``allow_pickle=False``) and any
 blobs in the library's own format (xgboost UBJSON). A k-fold run has one model per fold, in
 ``models/<method>/fold<k>/``, listed under the method's ``folds`` in the manifest.
+
+``models/manifest.sha256`` holds the SHA-256 of ``manifest.json`` (written last), so that the
+manifest's own digests can be trusted: loading verifies it first, then reads exactly the files
+the manifest lists (plain names inside ``models/``, no symlinks), each verified before use.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +32,10 @@ __all__ = ["TrainedMethod", "FoldedMethod", "save_models", "load_models", "sha25
            "fold_dir"]
 
 MANIFEST = "manifest.json"
+MANIFEST_SUM = "manifest.sha256"
 FORMAT_VERSION = 1
+#: the files every stored model has (besides its blobs)
+_REQUIRED = ("meta.json", "arrays.npz")
 
 
 def sha256(path: Path) -> str:
@@ -149,6 +157,8 @@ def save_models(directory: Path, task: str, methods: dict[str, TrainedMethod | F
     manifest = {"format_version": FORMAT_VERSION, "task": task, **info, "methods": entries}
     path = directory / MANIFEST
     path.write_text(json.dumps(manifest, indent=1, default=_json_default))
+    # last: the digest that vouches for the manifest (and so for every digest in it)
+    (directory / MANIFEST_SUM).write_text(f"{sha256(path)}  {MANIFEST}\n")
     return path
 
 
@@ -160,14 +170,67 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def _confined(path: Path, root: Path) -> Path:
+    """``path`` itself, if it is no symlink and lies inside ``root`` (resolved); else an error."""
+    if path.is_symlink():
+        raise InputError(f"{path}: symbolic links are not allowed in a run's models")
+    if not path.resolve().is_relative_to(root):
+        raise InputError(f"{path}: not allowed (outside {root})")
+    return path
+
+
+def _plain_name(name: Any, where: str) -> str:
+    """A file name as the manifest lists it: a plain name, no directories, no ``..``."""
+    if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name
+            or "\\" in name or "\0" in name or Path(name).is_absolute()):
+        raise InputError(f"{where}: file name {name!r} not allowed (plain names only)")
+    return name
+
+
 def read_manifest(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "models" / MANIFEST
+    """The manifest of a trained run, its checksum and format version verified."""
+    models = Path(run_dir) / "models"
+    path = models / MANIFEST
     if not path.exists():
         raise InputError(f"{run_dir}: not a trained run directory (no models/{MANIFEST})")
+    root = models.resolve()
+    _confined(path, root)
+    sum_path = models / MANIFEST_SUM
+    if not sum_path.exists() and not sum_path.is_symlink():
+        raise InputError(f"{sum_path}: missing: the checksum of {path} (retrain the run)")
+    _confined(sum_path, root)
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        expected = sum_path.read_text().split()[0]
+    except (OSError, UnicodeDecodeError, IndexError):
+        raise InputError(f"{sum_path}: unreadable checksum of {path}") from None
+    if sha256(path) != expected:
+        raise InputError(f"{path}: checksum mismatch with {MANIFEST_SUM} "
+                         "(manifest changed since training)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: corrupt manifest ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise InputError(f"{path}: corrupt manifest (not a JSON object)")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool):
+            what = "no format_version" if version is None else f"format_version {version!r}"
+            raise InputError(f"{path}: {what}: not a model manifest of this mva (format "
+                             f"{FORMAT_VERSION})")
+        age = "newer" if version > FORMAT_VERSION else "older"
+        raise InputError(f"{path}: format_version {version}: made by a {age} mva (this one "
+                         f"reads format {FORMAT_VERSION}); use that mva or retrain")
+    methods = manifest.get("methods")
+    if not isinstance(methods, dict):
+        raise InputError(f"{path}: corrupt manifest (no 'methods' object)")
+    for name, entry in methods.items():
+        if not name.isidentifier():
+            raise InputError(f"{path}: method name {name!r} not allowed (must be an "
+                             "identifier)")
+        if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
+            raise InputError(f"{path}: corrupt manifest (method {name!r})")
+    return manifest
 
 
 def load_models(run_dir: Path, names: list[str] | None = None
@@ -183,43 +246,86 @@ def load_models(run_dir: Path, names: list[str] | None = None
     from mva.tasks import task_for_manifest
 
     task = task_for_manifest(manifest)
+    models = Path(run_dir) / "models"
+    root = models.resolve()
+    where = models / MANIFEST
+    task_name = manifest.get("task", "classification")
     out: dict[str, TrainedMethod | FoldedMethod] = {}
     for name in names:
         entry = available[name]
         extras = {k: v for k, v in entry.items()
                   if k not in ("type", "params", "preprocess", "files", "notes", "folds")}
         if "folds" in entry:
+            if not isinstance(entry["folds"], list):
+                raise InputError(f"{where}: corrupt manifest (method {name!r}: 'folds')")
             expected = (manifest.get("split") or {}).get("folds")
             if expected is not None and len(entry["folds"]) != int(expected):
-                raise InputError(f"{run_dir}/models/{MANIFEST}: method {name!r} has "
+                raise InputError(f"{where}: method {name!r} has "
                                  f"{len(entry['folds'])} fold models, the split {expected}")
-            folds = [_load_one(Path(run_dir) / "models" / fold_dir(name, k), name, entry, f,
-                               manifest["task"], task.n_classes)
+            _confined(models / name, root)
+            folds = [_load_one(models / fold_dir(name, k), root, name, entry, f, task_name,
+                               task.n_classes)
                      for k, f in enumerate(entry["folds"])]
-            out[name] = FoldedMethod(name, entry["type"], entry["params"], folds, extras)
+            out[name] = FoldedMethod(name, entry["type"], entry.get("params") or {}, folds,
+                                     extras)
         else:
-            tm = _load_one(Path(run_dir) / "models" / name, name, entry, entry,
-                           manifest["task"], task.n_classes)
+            tm = _load_one(models / name, root, name, entry, entry, task_name,
+                           task.n_classes)
             tm.extras = extras
             out[name] = tm
     return manifest, out
 
 
-def _load_one(mdir: Path, name: str, entry: dict[str, Any], files: dict[str, Any], task: str,
-              n_classes: int) -> TrainedMethod:
-    """One model from ``mdir``, every file's checksum verified first."""
-    for fname, digest in files["files"].items():
-        fpath = mdir / fname
+def _load_one(mdir: Path, root: Path, name: str, entry: dict[str, Any], files: dict[str, Any],
+              task: str, n_classes: int) -> TrainedMethod:
+    """One model from ``mdir`` (inside ``root``, the resolved ``models/``): exactly the files
+    the manifest lists, each checksum verified first."""
+    _confined(mdir, root)
+    listed = files.get("files") if isinstance(files, dict) else None
+    if not isinstance(listed, dict):
+        raise InputError(f"{mdir}: no files listed in the manifest")
+    for fname in _REQUIRED:
+        if fname not in listed:
+            raise InputError(f"{mdir / fname}: not listed in the manifest")
+    for fname, digest in listed.items():
+        fpath = mdir / _plain_name(fname, str(mdir))
+        if not fpath.exists() and not fpath.is_symlink():
+            raise InputError(f"{fpath}: model file missing")
+        _confined(fpath, root)
         if not fpath.is_file():
             raise InputError(f"{fpath}: model file missing")
         if sha256(fpath) != digest:
             raise InputError(f"{fpath}: checksum mismatch (file changed since training)")
-    meta = json.loads((mdir / "meta.json").read_text())
-    with np.load(mdir / "arrays.npz", allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    blobs = {f: (mdir / f).read_bytes() for f in files["files"]
-             if f not in ("meta.json", "arrays.npz")}
-    cls = method_class(entry["type"])
-    model = cls.from_state(entry["params"], task, (meta, arrays, blobs), n_classes=n_classes)
-    return TrainedMethod(name, entry["type"], entry["params"],
-                         Pipeline.from_dict(files["preprocess"]), model)
+    meta_path = mdir / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{meta_path}: corrupt model file ({exc})") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{meta_path}: corrupt model file (not a JSON object)")
+    npz_path = mdir / "arrays.npz"
+    try:
+        with np.load(npz_path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
+        raise InputError(f"{npz_path}: corrupt model file ({exc})") from None
+    blobs = {f: (mdir / f).read_bytes() for f in listed if f not in _REQUIRED}
+    try:
+        cls = method_class(entry["type"])
+    except KeyError:
+        raise InputError(f"{mdir}: unknown method type {entry['type']!r} in the manifest "
+                         "(made by a newer mva?)") from None
+    try:
+        model = cls.from_state(entry.get("params") or {}, task, (meta, arrays, blobs),
+                               n_classes=n_classes)
+    except KeyError as exc:
+        raise InputError(f"{mdir}: model file or entry {exc} missing (not listed in the "
+                         "manifest?)") from None
+    except (ValueError, TypeError, IndexError) as exc:
+        raise InputError(f"{mdir}: unusable model ({type(exc).__name__}: {exc})") from None
+    try:
+        pipeline = Pipeline.from_dict(files["preprocess"])
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        raise InputError(f"{mdir}: unusable preprocessing in the manifest "
+                         f"({type(exc).__name__}: {exc})") from None
+    return TrainedMethod(name, entry["type"], entry.get("params") or {}, pipeline, model)

@@ -468,7 +468,11 @@ def _n_events(cfg: Config) -> int:
 
 
 def train(cfg: Config, output: str | Path, force: bool = False) -> RunResult:
-    """Train every configured method and write ``output`` atomically; return the run."""
+    """Train every configured method and write ``output`` atomically; return the run.
+
+    Everything, the report included, is written in the temporary directory: ``output`` (and,
+    with ``force``, the previous run there) changes only once the new run is complete.
+    """
     with atomic_directory(output, force) as tmp:
         plotter = None
         if cfg.evaluation.plots:
@@ -485,11 +489,12 @@ def train(cfg: Config, output: str | Path, force: bool = False) -> RunResult:
         finally:
             if plotter is not None:
                 plotter.close()
-    if cfg.evaluation.plots:
-        # after the rename, so that the report names the run directory, not its temporary name;
-        # the report is itself written atomically and can be remade with `mva report`
-        from mva.report import write_report
+        if cfg.evaluation.plots:
+            # inside the temporary directory, so that an old run is replaced only by a complete
+            # one; the page names the final directory
+            from mva.report import write_report
 
-        log.info("writing report.html")
-        write_report([Path(output)])
+            log.info("writing report.html")
+            final = Path(output).absolute()
+            write_report([tmp], labels=[final.name], shown_as=final)
     return run

@@ -428,18 +428,20 @@ def test_training_is_reproducible_and_seeded(fast_config: Path, tmp_path: Path, 
 def test_existing_run_dir_needs_force(fast_config: Path, tmp_path: Path, mva) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
+    # an earlier run (--force replaces only run directories: issue 13, item 10)
+    (run_dir / "metrics.json").write_text("{}")
     (run_dir / "keep.txt").write_text("mine")
     res = mva("-q", "train", fast_config, "--output", run_dir)
     assert res.returncode != 0
     assert len(res.error_lines) == 1 and str(run_dir) in res.error_lines[0]
     assert "--force" in res.error_lines[0]
     assert (run_dir / "keep.txt").read_text() == "mine"
-    assert not (run_dir / "metrics.json").exists()
+    assert (run_dir / "metrics.json").read_text() == "{}"
 
     res = mva("train", fast_config, "--output", run_dir, "--force")
     assert res.returncode == 0, res.stderr
     assert not (run_dir / "keep.txt").exists()
-    assert (run_dir / "metrics.json").exists()
+    assert (run_dir / "metrics.json").read_text() != "{}"
     # no temporary directories left beside it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 

@@ -102,7 +102,47 @@ def _run_job(job: Job) -> list[Path]:
     return out
 
 
-def _lower_priority() -> None:
+PR_SET_PDEATHSIG = 1
+PR_GET_PDEATHSIG = 2
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """End this worker when its parent dies, even by SIGKILL (which runs no clean-up).
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``. The signal comes when the parent *thread*
+    that forked the worker ends: the pool forks its workers from the thread that submits, the
+    main thread here. Elsewhere, a daemon thread checks the parent every second.
+    """
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    else:
+        import threading
+        import time
+
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    # the parent died before the death signal was set: the worker was re-parented already
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _lower_priority(parent_pid: int | None = None) -> None:
+    """Worker start-up: die with the parent; a low priority."""
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     # plot workers take the cores that the run leaves idle (reading, evaluation, writing)
     # and yield them to the training threads
     os.nice(19)
@@ -142,7 +182,8 @@ class Plotter:
             method = "fork" if "fork" in get_all_start_methods() else "spawn"
             self._pool = ProcessPoolExecutor(max_workers=max(1, cores),
                                              mp_context=get_context(method),
-                                             initializer=_lower_priority)
+                                             initializer=_lower_priority,
+                                             initargs=(os.getpid(),))
         self._futures += [self._pool.submit(_run_job, job) for job in jobs]
 
     def wait(self) -> list[Path]:

@@ -10,6 +10,11 @@ ROOT spellings ``&&``, ``||`` and ``!`` accepted too::
     nMuon >= 2 && abs(Muon_eta[0]) < 2.4
 
 Results must be one number per event; a jagged result is an error that suggests a reduction.
+
+Limits: an expression has at most :data:`MAX_LENGTH` (2000) characters and nests at most
+:data:`MAX_DEPTH` (300) levels (operators, calls, parentheses); longer or deeper ones are refused
+with an :class:`ExpressionError` (Python's parser and the evaluator recurse, and would fail with a
+``RecursionError`` or ``MemoryError`` that names nothing).
 """
 
 from __future__ import annotations
@@ -22,7 +27,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ExpressionError", "names_in", "evaluate", "is_branch_name", "FUNCTIONS"]
+__all__ = ["ExpressionError", "names_in", "evaluate", "is_branch_name", "FUNCTIONS",
+           "MAX_LENGTH", "MAX_DEPTH"]
+
+#: the longest expression accepted, in characters
+MAX_LENGTH = 2000
+#: the deepest nesting accepted (levels of the syntax tree: operators, calls, subscripts)
+MAX_DEPTH = 300
 
 
 class ExpressionError(ValueError):
@@ -47,8 +58,31 @@ _ROOT_OPS = [(re.compile(r"&&"), " and "), (re.compile(r"\|\|"), " or "),
              (re.compile(r"!(?!=)"), " ~")]
 
 
+def _shown(expr: str) -> str:
+    """The expression as error messages quote it (a long one shortened)."""
+    return repr(expr) if len(expr) <= 80 else f"{expr[:60]!r}... ({len(expr)} characters)"
+
+
+def _depth(tree: ast.AST, limit: int) -> int:
+    """The depth of the syntax tree, counted without recursion (stops above ``limit``)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            break
+        stack.extend((child, d + 1) for child in ast.iter_child_nodes(node)
+                     if not isinstance(child, ast.expr_context | ast.operator | ast.unaryop
+                                       | ast.boolop | ast.cmpop))
+    return deepest
+
+
 @lru_cache(maxsize=512)
 def _parse(expr: str) -> ast.Expression:
+    if len(expr) > MAX_LENGTH:
+        raise ExpressionError(f"expression {_shown(expr)}: too long (at most {MAX_LENGTH} "
+                              "characters); define a shorter expression, e.g. precompute a "
+                              "branch")
     text = expr.strip()
     for pattern, repl in _ROOT_OPS:
         text = pattern.sub(repl, text)
@@ -56,7 +90,14 @@ def _parse(expr: str) -> ast.Expression:
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
-        raise ExpressionError(f"cannot parse expression {expr!r}: {exc.msg}") from None
+        raise ExpressionError(f"cannot parse expression {_shown(expr)}: {exc.msg}") from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"expression {_shown(expr)}: nested too deeply (at most "
+                              f"{MAX_DEPTH} levels)") from None
+    # the Expression node and its body count as one level
+    if _depth(tree, MAX_DEPTH + 1) - 1 > MAX_DEPTH:
+        raise ExpressionError(f"expression {_shown(expr)}: nested too deeply (at most "
+                              f"{MAX_DEPTH} levels of operators, calls and subscripts)")
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED_NODES):
             raise ExpressionError(

@@ -19,7 +19,8 @@ import numpy as np
 
 from mva.errors import InputError
 
-__all__ = ["expand_files", "file_format", "count_entries", "iter_columns", "list_trees", "describe"]
+__all__ = ["expand_files", "file_format", "count_entries", "iter_columns", "list_trees",
+           "non_trees", "describe"]
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +68,65 @@ def _open_root(path: str) -> Any:
         raise InputError(f"{path}: not a readable ROOT file ({type(exc).__name__}: {exc})") from None
 
 
+#: the classes read as trees
+TREE_CLASSES = ("TTree", "TNtuple", "TNtupleD")
+
+
+def _objects(path: str) -> dict[str, str]:
+    """Every object of a ROOT file (subdirectories included): name without cycle -> class."""
+    f = _open_root(path)
+    try:
+        names = f.classnames(recursive=True)
+    except Exception as exc:
+        raise InputError(f"{path}: cannot list the objects of the file "
+                         f"({type(exc).__name__}: {exc})") from None
+    out: dict[str, str] = {}
+    for key, cls in names.items():
+        name = key.rsplit(";", 1)[0]
+        if name not in out or cls in TREE_CLASSES:  # a tree in any cycle is read as a tree
+            out[name] = cls
+    return out
+
+
+def _is_rntuple(cls: str) -> bool:
+    return "RNTuple" in cls
+
+
 def list_trees(path: str) -> list[str]:
     """Paths of all TTrees in a ROOT file (subdirectories included), without cycle numbers."""
-    f = _open_root(path)
-    names = []
-    for key, cls in f.classnames(recursive=True).items():
-        if cls in ("TTree", "TNtuple", "TNtupleD"):
-            name = key.rsplit(";", 1)[0]
-            if name not in names:
-                names.append(name)
-    return names
+    return [name for name, cls in _objects(path).items() if cls in TREE_CLASSES]
+
+
+def non_trees(path: str) -> dict[str, str]:
+    """The objects of a ROOT file that are not trees (histograms, RNTuples, ...): name -> class
+    (directories left out)."""
+    return {name: cls for name, cls in _objects(path).items()
+            if cls not in TREE_CLASSES and cls != "TDirectory"}
+
+
+def _rntuple_error(path: str, name: str) -> InputError:
+    return InputError(f"{path}: {name!r} is an RNTuple; mva reads TTrees only (write the data as "
+                      "a TTree, e.g. with uproot's mktree, or convert it with ROOT)")
+
+
+def _no_tree_error(path: str, others: dict[str, str]) -> InputError:
+    rntuples = [n for n, c in others.items() if _is_rntuple(c)]
+    if rntuples:
+        return _rntuple_error(path, rntuples[0])
+    listed = ", ".join(f"{n} ({c})" for n, c in others.items()) or "none"
+    return InputError(f"{path}: no TTree in the file (objects that are not trees: {listed})")
 
 
 def _get_tree(path: str, tree: str | None) -> Any:
     f = _open_root(path)
-    trees = list_trees(path)
+    objects = _objects(path)
+    trees = [name for name, cls in objects.items() if cls in TREE_CLASSES]
+    if tree is not None and tree not in trees and _is_rntuple(
+            objects.get(tree.rsplit(";", 1)[0], "")):
+        raise _rntuple_error(path, tree)
     if tree is None:
+        if not trees:
+            raise _no_tree_error(path, non_trees(path))
         if len(trees) != 1:
             raise InputError(
                 f"{path}: give the tree to read (trees: {', '.join(trees) or 'none'})"
@@ -259,8 +303,11 @@ def describe(path: str) -> list[dict[str, Any]]:
         return [{"tree": None, "entries": table.num_entries, "branches": branches}]
     import uproot
 
+    trees = list_trees(path)
+    if not trees:
+        raise _no_tree_error(path, non_trees(path))
     out = []
-    for name in list_trees(path):
+    for name in trees:
         t = _get_tree(path, name)
         branches = []
         for b in t.keys(recursive=True):

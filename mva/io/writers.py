@@ -18,22 +18,89 @@ import numpy as np
 from mva.errors import InputError
 from mva.io.readers import file_format
 
-__all__ = ["atomic_path", "atomic_directory", "Categorical", "TableWriter", "write_trees"]
+__all__ = ["atomic_path", "atomic_directory", "rename_noreplace", "Categorical", "TableWriter",
+           "write_trees"]
+
+
+_UMASK: int | None = None
+
+
+def _umask() -> int:
+    """The process umask (read once: reading it means setting it)."""
+    global _UMASK
+    if _UMASK is None:
+        old = os.umask(0)
+        os.umask(old)
+        _UMASK = old
+    return _UMASK
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _remove_stale(target: Path) -> None:
+    """Remove temporaries of ``target`` (``.NAME.tmp-<pid>-*``) whose process is gone.
+
+    A process killed with SIGKILL (or a crashed machine) cannot clean up after itself; the next
+    writer of the same output does. Temporaries of live processes are left alone. (The pid is
+    only checked on this machine: on a folder shared between machines, a temporary of a job on
+    another machine whose pid is not alive here counts as stale.)
+    """
+    import shutil
+
+    prefix = f".{target.name}.tmp-"
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        pid, sep, _ = name[len(prefix):].partition("-")
+        if not sep or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        path = target.parent / name
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+def _tmp_prefix(target: Path) -> str:
+    return f".{target.name}.tmp-{os.getpid()}-"
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
-    """A temporary path in the target's folder, renamed to ``target`` when the block succeeds."""
+    """A temporary path in the target's folder, renamed to ``target`` when the block succeeds.
+
+    The temporary (``.NAME.tmp-<pid>-*``) is removed when the block fails or is interrupted
+    (also by SIGTERM, which ``mva`` turns into an exception); stale temporaries of the same
+    target left by dead processes are removed first. The file gets the permissions of the umask.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix,
-                               dir=target.parent)
-    os.close(fd)
+    _remove_stale(target)
+    tmp = ""
     try:
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(target), suffix=suffix or target.suffix,
+                                   dir=target.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
         yield Path(tmp)
         os.replace(tmp, target)
     finally:
-        if os.path.exists(tmp):
+        if tmp and os.path.lexists(tmp):
             os.unlink(tmp)
 
 
@@ -62,16 +129,21 @@ class TableWriter:
         self._ctx: Any = None
 
     def __enter__(self) -> TableWriter:
+        self._file = None
+        self._parquet = None
+        self._csv_header = True
         self._ctx = atomic_path(self.path)
         self.tmp = self._ctx.__enter__()
-        if self.fmt == "root":
-            import uproot
+        try:
+            if self.fmt == "root":
+                import uproot
 
-            self._file = uproot.recreate(self.tmp, compression=_root_compression(self.compression))
-        else:
-            self._file = None
-            self._parquet = None
-            self._csv_header = True
+                self._file = uproot.recreate(self.tmp,
+                                             compression=_root_compression(self.compression))
+        except BaseException as exc:
+            # __exit__ is not called when __enter__ fails: remove the temporary here
+            self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     def write(self, tree: str, columns: Mapping[str, np.ndarray]) -> None:
@@ -99,12 +171,19 @@ class TableWriter:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            if self.fmt == "root":
+            if self.fmt == "root" and self._file is not None:
                 self._file.close()
             elif self.fmt == "parquet" and self._parquet is not None:
                 self._parquet.close()
-        finally:
-            self._ctx.__exit__(exc_type, exc, tb)
+        except BaseException as close_exc:
+            # a failed (or interrupted) close: the temporary is incomplete, never rename it
+            self._ctx.__exit__(type(close_exc), close_exc, close_exc.__traceback__)
+            raise
+        else:
+            if exc_type is None:
+                self._ctx.__exit__(None, None, None)
+            else:
+                self._ctx.__exit__(exc_type, exc, tb)
 
 
 class Categorical(NamedTuple):
@@ -176,29 +255,116 @@ def write_trees(path: str | Path, trees: Mapping[str, Mapping[str, np.ndarray]],
             w.write(name, cols)
 
 
+#: what makes a directory an mva run directory (one that ``--force`` may replace)
+RUN_MARKERS = ("models/manifest.json", "metrics.json")
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+
+def _renameat2() -> Any:
+    """libc's ``renameat2`` (Linux, glibc 2.28 or newer), or None."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def rename_noreplace(src: str | Path, dst: str | Path) -> None:
+    """Rename ``src`` to ``dst``, failing with :class:`FileExistsError` if ``dst`` exists.
+
+    Atomic with ``renameat2(RENAME_NOREPLACE)`` where the kernel, libc and file system have it.
+    Otherwise ``dst`` is checked right before an ordinary rename: a ``dst`` created between the
+    check and the rename is replaced only if it is an empty directory or a file (a rename onto a
+    non-empty directory always fails), a race window of microseconds.
+    """
+    import ctypes
+    import errno
+
+    fn = _renameat2()
+    if fn is not None:
+        if fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):  # otherwise: not supported
+            raise OSError(err, os.strerror(err), str(dst))
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
+    try:
+        os.rename(src, dst)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst)) from None
+        raise
+
+
+def _exists_error(target: Path) -> InputError:
+    return InputError(f"{target}: already exists (use --force to overwrite)")
+
+
+def _check_replaceable(target: Path) -> None:
+    """With ``--force``, only an mva run directory or an empty directory is replaced."""
+    if target.is_dir():  # a link to a run is replaced by the new run, its target is kept
+        if any((target / m).is_file() for m in RUN_MARKERS) or not any(target.iterdir()):
+            return
+        raise InputError(f"{target}: not an mva run directory (no models/manifest.json or "
+                         "metrics.json); refusing to replace it even with --force")
+    raise InputError(f"{target}: exists and is not a directory; refusing to replace it "
+                     "even with --force")
+
+
 @contextlib.contextmanager
 def atomic_directory(target: str | Path, force: bool = False) -> Iterator[Path]:
     """Build a directory under a temporary name and move it to ``target`` only on success.
 
-    An existing ``target`` is refused unless ``force``; with ``force`` it is replaced only once the
-    new one is complete.
+    An existing ``target`` is refused unless ``force``, also one that appears while the block
+    runs (the final rename never replaces it). With ``force`` only a run directory (or an empty
+    one) is replaced, and only once the new one is complete: the old run is renamed aside, the
+    new one into place (the old one is put back if that fails), then the old one is deleted.
+    The temporary (``.NAME.tmp-<pid>-*``) is removed when the block fails; stale temporaries of
+    dead processes are removed first. The directory gets the permissions of the umask.
     """
     import shutil
 
     target = Path(target)
-    if target.exists() and not force:
-        raise InputError(f"{target}: already exists (use --force to overwrite)")
+    if os.path.lexists(target):
+        if not force:
+            raise _exists_error(target)
+        _check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    _remove_stale(target)
+    tmp: Path | None = None
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), dir=target.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / "run")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        try:
+            rename_noreplace(tmp, target)
+            return
+        except FileExistsError:
+            if not force:
+                raise _exists_error(target) from None
+        _check_replaceable(target)
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-",
+                                    dir=target.parent))
+        try:
+            os.rename(target, old / "run")
+            try:
+                rename_noreplace(tmp, target)
+            except BaseException:
+                os.rename(old / "run", target)  # put the previous run back
+                raise
+        finally:
+            if not (old / "run").exists() or target.exists():
+                shutil.rmtree(old, ignore_errors=True)
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

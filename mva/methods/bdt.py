@@ -43,20 +43,20 @@ def _sample(rng: np.random.Generator, X: np.ndarray, y: np.ndarray, w: np.ndarra
 
 
 class BDTParams(Params):
-    n_estimators: int = Field(500, ge=1)
+    n_estimators: int = Field(500, ge=1, le=100_000)
     max_depth: int = Field(3, ge=1, le=20)
-    learning_rate: float = Field(0.1, gt=0, le=1)
-    subsample: float = Field(0.8, gt=0, le=1)
-    colsample: float = Field(1.0, gt=0, le=1)
-    min_child_weight: float = Field(1.0, ge=0)
-    reg_lambda: float = Field(1.0, ge=0)
-    max_bin: int = Field(256, ge=2)
+    learning_rate: float = Field(0.1, gt=0, le=1, allow_inf_nan=False)
+    subsample: float = Field(0.8, gt=0, le=1, allow_inf_nan=False)
+    colsample: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
+    min_child_weight: float = Field(1.0, ge=0, allow_inf_nan=False)
+    reg_lambda: float = Field(1.0, ge=0, allow_inf_nan=False)
+    max_bin: int = Field(256, ge=2, le=65_536)
     #: stop when the validation loss has not improved for this many trees (None: never)
-    early_stopping_rounds: int | None = Field(None, ge=1)
-    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    early_stopping_rounds: int | None = Field(None, ge=1, le=100_000)
+    validation_fraction: float = Field(0.2, gt=0, lt=1, allow_inf_nan=False)
     loss: Literal["squared_error", "absolute_error", "huber"] = "squared_error"
-    huber_slope: float = Field(1.0, gt=0)
-    n_jobs: int | None = Field(None, ge=1)
+    huber_slope: float = Field(1.0, gt=0, allow_inf_nan=False)
+    n_jobs: int | None = Field(None, ge=1, le=4096)
 
 
 _REG_OBJECTIVE = {

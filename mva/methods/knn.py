@@ -13,9 +13,9 @@ __all__ = ["KNN"]
 
 
 class KNNParams(Params):
-    k: int = Field(20, ge=1)
+    k: int = Field(20, ge=1, le=100_000)
     #: neighbours are searched in blocks of this many events (bounds memory at apply time)
-    block_size: int = Field(65536, ge=1)
+    block_size: int = Field(65536, ge=1, le=10_000_000)
 
 
 class KNN(Method):

@@ -22,7 +22,7 @@ __all__ = ["Linear", "fisher_coefficients", "lda_coefficients"]
 class LinearParams(Params):
     method: Literal["fisher", "logistic"] = "fisher"
     #: inverse regularisation strength of the logistic regression
-    C: float = Field(1.0, gt=0)
+    C: float = Field(1.0, gt=0, allow_inf_nan=False)
 
 
 def fisher_coefficients(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float]:

@@ -9,7 +9,7 @@ Regression targets are standardised internally and transformed back.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -34,26 +34,28 @@ _LOSS_ALIASES = {"squared_error": "mse", "absolute_error": "mae"}
 
 
 class MLPParams(Params):
-    hidden_layers: list[int] = Field(default_factory=lambda: [64, 64])
+    #: widths of the hidden layers (at most 100 layers of 1 .. 100000 nodes)
+    hidden_layers: list[Annotated[int, Field(ge=1, le=100_000)]] = Field(
+        default_factory=lambda: [64, 64], max_length=100)
     activation: Literal["relu", "sigmoid", "tanh", "leaky_relu", "elu"] = "relu"
     optimizer: Literal["adam", "sgd", "momentum"] = "adam"
-    learning_rate: float = Field(1e-3, gt=0)
+    learning_rate: float = Field(1e-3, gt=0, allow_inf_nan=False)
     #: the learning rate is multiplied by this after every epoch
-    lr_decay: float = Field(1.0, gt=0, le=1)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    l2: float = Field(0.0, ge=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    batch_size: int = Field(256, ge=1)
-    epochs: int = Field(200, ge=1)
+    lr_decay: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
+    momentum: float = Field(0.9, ge=0, lt=1, allow_inf_nan=False)
+    l2: float = Field(0.0, ge=0, allow_inf_nan=False)
+    dropout: float = Field(0.0, ge=0, lt=1, allow_inf_nan=False)
+    batch_size: int = Field(256, ge=1, le=10_000_000)
+    epochs: int = Field(200, ge=1, le=100_000)
     early_stopping: bool = True
-    patience: int = Field(15, ge=1)
-    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    patience: int = Field(15, ge=1, le=100_000)
+    validation_fraction: float = Field(0.2, gt=0, lt=1, allow_inf_nan=False)
     loss: Literal["squared_error", "absolute_error", "huber", "mse", "mae", "gaussian",
                   "double_crystal_ball", "binary_crossentropy",
                   "categorical_crossentropy"] | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: CPU threads (default: 1 below 100k events, else all cores)
-    n_jobs: int | None = Field(None, ge=1)
+    n_jobs: int | None = Field(None, ge=1, le=4096)
 
 
 def _activation(name: str) -> Any:

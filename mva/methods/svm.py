@@ -16,7 +16,7 @@ per class), so one kernel matrix serves every class. A class without training we
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field
@@ -41,16 +41,16 @@ LOG_T_BOUNDS = (-7.0, 7.0)
 
 class SVMParams(Params):
     kernel: Literal["rbf", "poly", "linear"] = "rbf"
-    C: float = Field(1.0, gt=0)
-    gamma: float | Literal["scale", "auto"] = "scale"
-    degree: int = Field(3, ge=1)
-    coef0: float = 0.0
+    C: float = Field(1.0, gt=0, allow_inf_nan=False)
+    gamma: Annotated[float, Field(gt=0, allow_inf_nan=False)] | Literal["scale", "auto"] = "scale"
+    degree: int = Field(3, ge=1, le=100)
+    coef0: float = Field(0.0, allow_inf_nan=False)
     #: SVR tube half-width, in units of the standardised target
-    epsilon: float = Field(0.1, ge=0)
-    max_train_events: int = Field(20000, ge=10)
-    tol: float = Field(1e-3, gt=0)
-    cache_size: float = Field(500.0, gt=0)
-    block_size: int = Field(2048, ge=1)
+    epsilon: float = Field(0.1, ge=0, allow_inf_nan=False)
+    max_train_events: int = Field(20000, ge=10, le=100_000_000)
+    tol: float = Field(1e-3, gt=0, allow_inf_nan=False)
+    cache_size: float = Field(500.0, gt=0, le=1e6, allow_inf_nan=False)
+    block_size: int = Field(2048, ge=1, le=10_000_000)
 
 
 def kernel_matrix(A: np.ndarray, B: np.ndarray, kernel: str, gamma: float, degree: int,

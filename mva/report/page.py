@@ -37,7 +37,7 @@ def _provenance(run: RunFiles) -> str:
     if isinstance(command, list):
         command = shlex.join(str(c) for c in command)
     items = [
-        ("run directory", str(run.path.resolve())),
+        ("run directory", str((run.shown_path or run.path).resolve())),
         ("task", run.task),
         ("trained (UTC)", prov.get("time_utc")),
         ("command", command),
@@ -172,7 +172,8 @@ def _write_atomic(target: Path, text: str) -> None:
 
 
 def write_report(run_dirs: Sequence[str | Path], output: str | Path | None = None, *,
-                 labels: Sequence[str] | None = None) -> Path:
+                 labels: Sequence[str] | None = None, shown_as: str | Path | None = None
+                 ) -> Path:
     """Write the HTML report of ``run_dirs[0]`` (comparing it with the other runs, if any).
 
     Parameters
@@ -184,6 +185,9 @@ def write_report(run_dirs: Sequence[str | Path], output: str | Path | None = Non
         ``run_dirs[0]/report.html``.
     labels
         Names of the runs in titles and the comparison; default their directory names.
+    shown_as
+        The directory the page names for the first run (``mva train`` writes the report in
+        the temporary directory that is then renamed to this one).
 
     Returns
     -------
@@ -197,6 +201,8 @@ def write_report(run_dirs: Sequence[str | Path], output: str | Path | None = Non
         raise ValueError(f"{len(labels)} labels for {len(paths)} run directories")
     names = list(labels) if labels is not None else run_labels(paths)
     runs = [read_run(p, name) for p, name in zip(paths, names, strict=True)]
+    if shown_as is not None:  # the first run is being written under a temporary name
+        runs[0].shown_path = Path(shown_as)
     text = build_report(runs)
     target = Path(output) if output is not None else paths[0] / REPORT_NAME
     if target.is_dir():

@@ -23,6 +23,9 @@ class RunFiles:
     metrics: dict[str, Any]
     manifest: dict[str, Any] = field(default_factory=dict)
     config_text: str | None = None
+    #: the directory the page names (a run written in a temporary directory is shown at the
+    #: path it is renamed to); default ``path``
+    shown_path: Path | None = None
 
     @property
     def task(self) -> str:
