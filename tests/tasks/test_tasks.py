@@ -189,3 +189,13 @@ def test_yaml_merge_keys_load_and_non_finite_yields_are_refused(tmp_path) -> Non
     path.write_text(path.read_text().replace(".nan", "2"))
     cfg = load_config(path)
     assert cfg.data.classes["b"].cut == "y > 1" and cfg.data.classes["b"].files[0].endswith("x.csv")
+
+
+def test_a_class_without_positive_weight_is_an_error_also_without_normalisation() -> None:
+    # issue 13: normalization none used to reach a ZeroDivisionError in the metrics
+    labels = np.repeat([1, 0], [5, 5]).astype(np.int8)
+    w = np.r_[np.ones(5), -np.ones(5)]
+    with pytest.raises(ConfigError, match="the background training weights sum to -5"):
+        training_weights(labels, w, "none", "keep")
+    np.testing.assert_array_equal(training_weights(labels, np.abs(w), "none", "keep"),
+                                  np.ones(10))
