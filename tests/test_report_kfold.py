@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
+from test_report import Page as ReportPage
 
 from mva.evaluation.crossval import cv_summary
 from mva.report import RunFiles, build_report, read_run
@@ -45,24 +45,19 @@ evaluation: {{plots: false}}
 """
 
 
-class Page(HTMLParser):
-    """Sections and tables (rows of cells with their attributes and text) of a report."""
+class Page(ReportPage):
+    """The report test's page, plus section ids, table-of-contents targets and note texts."""
 
     def __init__(self, text: str):
-        super().__init__(convert_charrefs=True)
         self.sections: list[str] = []
         self.toc: list[str] = []
-        self.tables: dict[str, list[dict[str, Any]]] = {}
         self.notes: list[str] = []
-        self._table: str | None = None
-        self._row: dict[str, Any] | None = None
-        self._cell: dict[str, Any] | None = None
-        self._note: list[str] | None = None
         self._nav = False
-        self.feed(text)
-        self.close()
+        self._note: list[str] | None = None
+        super().__init__(text)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        super().handle_starttag(tag, attrs)
         a = {k: v or "" for k, v in attrs}
         if tag == "section":
             self.sections.append(a.get("id", ""))
@@ -70,39 +65,21 @@ class Page(HTMLParser):
             self._nav = True
         elif tag == "a" and self._nav and a.get("href", "").startswith("#"):
             self.toc.append(a["href"][1:])
-        elif tag == "table":
-            self._table = a.get("id", "")
-            self.tables[self._table] = []
-        elif tag == "tr" and self._table is not None:
-            self._row = {"attrs": a, "cells": []}
-            self.tables[self._table].append(self._row)
-        elif tag in ("td", "th") and self._row is not None:
-            self._cell = {"tag": tag, "attrs": a, "text": ""}
-            self._row["cells"].append(self._cell)
         elif tag == "p" and a.get("class") == "note":
             self._note = []
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "table":
-            self._table = None
-        elif tag == "tr":
-            self._row = None
-        elif tag in ("td", "th"):
-            self._cell = None
-        elif tag == "nav":
+        super().handle_endtag(tag)
+        if tag == "nav":
             self._nav = False
         elif tag == "p" and self._note is not None:
             self.notes.append("".join(self._note))
             self._note = None
 
     def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell["text"] += data
+        super().handle_data(data)
         if self._note is not None:
             self._note.append(data)
-
-    def body_rows(self, table: str) -> list[dict[str, Any]]:
-        return [r for r in self.tables[table] if r["cells"] and r["cells"][0]["tag"] == "td"]
 
     def header(self, table: str) -> list[str]:
         """Texts of the last header row (the column names)."""
