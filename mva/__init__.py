@@ -13,6 +13,8 @@ evaluation      ROC/KS/separation/significance, multiclass and regression metric
 naming          output branch and plot file names, the plot index the report reads
 training        ``train(config, output)``; application: ``apply(run_dir, inputs, output)``
 store           models on disk without pickle, manifest with SHA-256 checksums
+backends        where work runs: this process, or Dask (``open_backend(scheduler=, cluster=)``)
+progress        progress bars on a terminal, a plain line now and then in batch logs
 report          the self-contained HTML report of one or several runs
 """
 

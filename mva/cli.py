@@ -40,6 +40,17 @@ def _setup_logging(quiet: bool, debug: bool, new_command: bool = False) -> None:
     root.propagate = False
 
 
+def dask_options(f: Any) -> Any:
+    f = click.option("--cluster", default=None, metavar="local[:N]|condor[:N]",
+                     help="Start a Dask cluster: N local worker processes (default: the cores), "
+                          "or N HTCondor jobs from ~/.config/dask/jobqueue.yaml (dask-jobqueue)."
+                     )(f)
+    f = click.option("--scheduler", default=None, metavar="ADDRESS",
+                     help="Run the work on the Dask cluster of this scheduler, e.g. "
+                          "tcp://host:8786.")(f)
+    return f
+
+
 def common(f: Any) -> Any:
     f = click.option("--debug", is_flag=True, help="Show tracebacks and debug messages.")(f)
     f = click.option("-q", "--quiet", is_flag=True, help="No progress messages (batch jobs).")(f)
@@ -118,24 +129,28 @@ def main(quiet: bool, debug: bool) -> None:
 @click.option("--force", is_flag=True, help="Replace an existing run directory.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key, e.g. --set methods.bdt.max_depth=4 (repeatable).")
+@dask_options
 @common
-def train(config: Path, output: Path, force: bool, overrides: tuple[str, ...], quiet: bool,
-          debug: bool) -> None:
+def train(config: Path, output: Path, force: bool, overrides: tuple[str, ...],
+          scheduler: str | None, cluster: str | None, quiet: bool, debug: bool) -> None:
     """Train every method of CONFIG and write the run directory.
 
     \b
     Example:
       mva train config.yaml --output runs/v1 --set split.seed=3 --set methods.bdt.max_depth=4
       mva -q train config.yaml -o runs/v1 --force      # batch job: replace, no progress
+      mva train config.yaml -o runs/v1 --scheduler tcp://host:8786   # read and fit on Dask
     Writes RUN_DIR/metrics.json, output.root (TrainTree/TestTree), models/, plots/, report.html.
     """
     _setup_logging(quiet, debug)
+    from mva.backends import open_backend
     from mva.config import load_config
     from mva.training import summary_table
     from mva.training import train as run_train
 
     cfg = load_config(config, list(overrides))
-    run = run_train(cfg, output, force=force)
+    with open_backend(scheduler, cluster) as backend:
+        run = run_train(cfg, output, force=force, backend=backend)
     click.echo(summary_table(run))
     click.echo(f"run written to {output}")
 
@@ -143,8 +158,9 @@ def train(config: Path, output: Path, force: bool, overrides: tuple[str, ...], q
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Output file: .root, .csv or .parquet.")
+@click.option("-o", "--output", required=True,
+              help="Output file (.root, .csv or .parquet): all inputs in input order; or a "
+                   "directory (ending in /): one output per input, with its name and tree.")
 @click.option("-t", "--tree", default=None, help="Tree to read (ROOT inputs), e.g. Events or dir/tree.")
 @click.option("--methods", default="", help="Comma-separated methods to apply (default: all).")
 @click.option("--keep", default="", help="Comma-separated input branches to copy to the output.")
@@ -152,7 +168,7 @@ def train(config: Path, output: Path, force: bool, overrides: tuple[str, ...], q
 @click.option("--signal-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=None, help="f_s for <method>_prob (default: from the training config).")
 @click.option("--step-size", type=click.IntRange(min=1), default=200_000, show_default=True,
-              help="Events per chunk (memory does not grow with file size).")
+              help="Events per partition (memory does not grow with file size).")
 @click.option("--compression", default="lz4:1", show_default=True,
               type=click.Choice(["none", "lz4", "lz4:1", "zstd", "zstd:1", "zlib", "zlib:1",
                                  "zlib:4", "lzma"]),
@@ -160,10 +176,12 @@ def train(config: Path, output: Path, force: bool, overrides: tuple[str, ...], q
 @click.option("--average-folds", is_flag=True,
               help="k-fold runs: average the fold models instead of routing each event to the "
                    "model of its fold (for data, or inputs without the fold branch).")
+@dask_options
 @common
-def apply(run_dir: Path, inputs: tuple[str, ...], output: Path, tree: str | None, methods: str,
+def apply(run_dir: Path, inputs: tuple[str, ...], output: str, tree: str | None, methods: str,
           keep: str, cut: str, signal_fraction: float | None, step_size: int, compression: str,
-          average_folds: bool, quiet: bool, debug: bool) -> None:
+          average_folds: bool, scheduler: str | None, cluster: str | None, quiet: bool,
+          debug: bool) -> None:
     """Score every event of INPUTS with the methods trained in RUN_DIR.
 
     \b
@@ -173,6 +191,9 @@ def apply(run_dir: Path, inputs: tuple[str, ...], output: Path, tree: str | None
           --signal-fraction 0.05 --step-size 100000 --compression zlib
       mva apply runs/v1 new.csv -o scored.parquet
       mva apply runs/kfold data.root -t Events -o scored.root --average-folds
+      mva apply runs/v1 data/*.root -t Events -o scored/ --scheduler tcp://host:8786
+      mva apply runs/v1 data/*.root -t Events -o scored.root --cluster local:4
+      mva apply runs/v1 data/*.root -t Events -o scored/ --cluster condor   # dask-jobqueue
     A k-fold run scores every event with the model that did not train on its fold (its
     fold_expression), so that training files get their out-of-fold scores.
     Writes one float branch per method (and <method>_prob, <method>_rarity, <method>_sigma where the
@@ -180,11 +201,13 @@ def apply(run_dir: Path, inputs: tuple[str, ...], output: Path, tree: str | None
     """
     _setup_logging(quiet, debug)
     from mva.application import apply as run_apply
+    from mva.backends import open_backend
 
-    res = run_apply(run_dir, list(inputs), output, tree=tree, methods=_split(methods),
-                    keep=_split(keep), cut=cut, signal_fraction=signal_fraction,
-                    step_size=step_size, compression=compression,
-                    average_folds=average_folds)
+    with open_backend(scheduler, cluster) as backend:
+        res = run_apply(run_dir, list(inputs), output, tree=tree, methods=_split(methods),
+                        keep=_split(keep), cut=cut, signal_fraction=signal_fraction,
+                        step_size=step_size, compression=compression,
+                        average_folds=average_folds, backend=backend)
     if not _STATE["quiet"]:
         folds = {"routed": " (each event by the model of its fold)",
                  "averaged": " (fold models averaged)"}.get(res["folds"] or "", "")

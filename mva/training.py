@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from mva.backends import Backend
 from mva.config import Config
+from mva.errors import InputError
 from mva.io.events import Events, load_samples
 from mva.io.writers import atomic_directory, write_trees
 from mva.methods import method_class
@@ -192,17 +194,22 @@ class _Background:
             raise self.error
 
 
-def run_training(cfg: Config, out: Path | None = None, plotter: Any = None) -> RunResult:
+def run_training(cfg: Config, out: Path | None = None, plotter: Any = None,
+                 backend: Backend | None = None) -> RunResult:
     """Read, split and train every method; evaluate on train and test.
 
     With ``out`` (the run directory being built), ``output.root`` is written there in a
     background thread while the methods are evaluated (``run.writer``); with a ``plotter``
     (:class:`mva.evaluation.figures.Plotter`) plots are handed to it as soon as their inputs
-    exist, to be drawn into ``out/plots``.
+    exist, to be drawn into ``out/plots``. With a Dask ``backend`` (:mod:`mva.backends`) the
+    files are read and the methods (every fold of every method) fitted on its workers; the
+    results are those of a local run.
     """
     task = cfg.task_
+    remote = backend is not None and not backend.run_here()
+    _check_distributed(cfg, remote)
     log.info("reading events")
-    parts = load_samples(cfg)
+    parts = load_samples(cfg, backend if remote else None)
     log.debug("splitting")
     n = sum(len(p) for p in parts)
     splitter = make_splitter(cfg.split, cfg.source)
@@ -219,10 +226,25 @@ def run_training(cfg: Config, out: Path | None = None, plotter: Any = None) -> R
                                        task.groups)
         run = RunResult(cfg, tr, te, task=task, train_weights=w_train)
         fitted = {}
+        if remote:
+            # every method a task on the workers, on the events of both samples sent once
+            both = Events.concatenate([tr, te])
+            n_tr = len(tr)
+            fold = Fold(0, np.arange(n_tr), np.arange(n_tr, len(both)), np.arange(n_tr))
+            units = [(spec, fold) for spec in cfg.methods.values()]
+            log.info("training %s on %s", ", ".join(cfg.methods), backend.describe())
+            for (spec, _), res in zip(units, _fit_remote(backend, cfg, both, units),
+                                      strict=True):
+                fitted[spec.name] = res
+                log.info("%s trained in %.1f s", spec.name, res.fit_seconds)
+            del both
         for name, spec in cfg.methods.items():
+            if name in fitted:
+                continue
             log.info("training %s (%s)", name, spec.type)
             fitted[name] = _fit_method(cfg, task, spec, tr, te, w_train, w_test_norm)
             log.info("%s trained in %.1f s", name, fitted[name].fit_seconds)
+        fitted = {name: fitted[name] for name in cfg.methods}
     else:
         events = Events.concatenate(parts)
         del parts
@@ -239,12 +261,23 @@ def run_training(cfg: Config, out: Path | None = None, plotter: Any = None) -> R
         run = RunResult(cfg, events, events, task=task, train_weights=w_all, folds=folds,
                         fold_of=fold_of)
         fitted = {}
-        n_jobs = _fold_jobs(cfg, n)
+        if remote:
+            units = [(spec, f) for spec in cfg.methods.values() for f in folds]
+            log.info("training %d methods x %d folds on %s", len(cfg.methods), len(folds),
+                     backend.describe())
+            results = list(_fit_remote(backend, cfg, events, units))
+            for i, (name, spec) in enumerate(cfg.methods.items()):
+                fitted[name] = _combine_folds(spec, folds, results[i * len(folds):
+                                                                   (i + 1) * len(folds)], n)
+                log.info("%s trained in %.1f s", name, fitted[name].fit_seconds)
+        n_jobs = 1 if remote else _fold_jobs(cfg, n)
         pool = FoldPool(cfg, events, n_jobs) if n_jobs > 1 else None
         if pool is not None:
             log.info("training %d folds at a time", n_jobs)
         try:
             for name, spec in cfg.methods.items():
+                if name in fitted:
+                    continue
                 log.info("training %s (%s) on %d folds", name, spec.type, len(folds))
                 results = _map_folds(cfg, task, spec, events, folds, pool)
                 fitted[name] = _combine_folds(spec, folds, results, n)
@@ -255,6 +288,7 @@ def run_training(cfg: Config, out: Path | None = None, plotter: Any = None) -> R
             raise
         if pool is not None:
             pool.close()
+        fitted = {name: fitted[name] for name in cfg.methods}
     if out is not None:
         # numpy and compression release the GIL: the trees are written while evaluation runs
         run.writer = _Background(write_trees, out / "output.root", _trees(run, fitted),
@@ -289,15 +323,61 @@ def _init_worker(cfg: Config, events: Events) -> None:
     _WORKER.update(cfg=cfg, events=events)
 
 
-def _fit_fold_portable(spec: Any, fold: Fold) -> tuple:
-    """:func:`fit_fold` in a worker process; the fitted model travels back in its storage
-    form (JSON meta, arrays, library blobs), the same form as on disk."""
-    cfg, events = _WORKER["cfg"], _WORKER["events"]
-    res = fit_fold(cfg, cfg.task_, spec, events, fold)
+def _portable(res: MethodResult) -> tuple:
+    """A fitted fold as it travels between processes: the model in its storage form (JSON
+    meta, arrays, library blobs), the same form as on disk, never a pickled model."""
     tm = res.trained
     model = tm.model
     return (res.pred_train, res.pred_test, res.sigma_train, res.sigma_test, res.fit_seconds,
             model.state(), tm.pipeline.to_dict(), model.history_, model.notes_)
+
+
+def _restore(cfg: Config, spec: Any, portable: tuple) -> MethodResult:
+    """The :class:`MethodResult` of :func:`_portable`."""
+    p_tr, p_te, s_tr, s_te, seconds, state, pipe, history, notes = portable
+    cls = method_class(spec.type)
+    model = cls.from_state(spec.params, cfg.task, state, n_classes=cfg.task_.n_classes)
+    model.history_, model.notes_ = history, notes
+    trained = TrainedMethod(spec.name, spec.type, spec.params, Pipeline.from_dict(pipe), model)
+    return MethodResult(trained, p_tr, p_te, s_tr, s_te, {}, seconds)
+
+
+def _fit_fold_portable(spec: Any, fold: Fold) -> tuple:
+    """:func:`fit_fold` in a worker process of a :class:`FoldPool`."""
+    cfg, events = _WORKER["cfg"], _WORKER["events"]
+    return _portable(fit_fold(cfg, cfg.task_, spec, events, fold))
+
+
+def fit_unit(cfg: Config, spec: Any, fold: Fold, events: Events) -> tuple:
+    """:func:`fit_fold` as a unit of a backend (:mod:`mva.backends`), in portable form."""
+    return _portable(fit_fold(cfg, cfg.task_, spec, events, fold))
+
+
+def _fit_remote(backend: Backend, cfg: Config, events: Events, units: list[tuple[Any, Fold]]
+                ) -> Any:
+    """:func:`fit_unit` over ``(spec, fold)`` units on the backend's workers, the events sent
+    to every worker once; a method with ``distributed: true`` is fitted here instead, across
+    the workers by the library's own Dask interface. Yields the results in unit order."""
+    shared = backend.share(events)
+    remote = [(cfg, spec, f) for spec, f in units if not _distributed(spec)]
+    results = iter(backend.imap(fit_unit, remote, shared, what="training", unit="fits"))
+    for spec, f in units:
+        if _distributed(spec):
+            log.info("training %s across the Dask workers (xgboost.dask)", spec.name)
+            yield fit_fold(cfg, cfg.task_, spec, events, f)
+        else:
+            yield _restore(cfg, spec, next(results))
+
+
+def _distributed(spec: Any) -> bool:
+    return bool(spec.params.get("distributed", False))
+
+
+def _check_distributed(cfg: Config, remote: bool) -> None:
+    for name, spec in cfg.methods.items():
+        if _distributed(spec) and not remote:
+            raise InputError(f"methods.{name}.distributed: true trains across the workers of a "
+                             "Dask cluster: run with --scheduler ADDRESS or --cluster local[:N]")
 
 
 class FoldPool:
@@ -315,18 +395,11 @@ class FoldPool:
                                             initializer=_init_worker, initargs=(cfg, events))
 
     def map(self, spec: Any, folds: list[Fold]) -> list[MethodResult]:
-        task = self.cfg.task_
-        cls = method_class(spec.type)
         out = []
         futures = [self.executor.submit(_fit_fold_portable, spec, f) for f in folds]
         for f, fut in zip(folds, futures, strict=True):
-            p_tr, p_te, s_tr, s_te, seconds, state, pipe, history, notes = fut.result()
-            model = cls.from_state(spec.params, self.cfg.task, state, n_classes=task.n_classes)
-            model.history_, model.notes_ = history, notes
-            trained = TrainedMethod(spec.name, spec.type, spec.params, Pipeline.from_dict(pipe),
-                                    model)
+            out.append(_restore(self.cfg, spec, fut.result()))
             log.debug("%s: fold %d done", spec.name, f.index)
-            out.append(MethodResult(trained, p_tr, p_te, s_tr, s_te, {}, seconds))
         return out
 
     def close(self, abort: bool = False) -> None:
@@ -467,11 +540,13 @@ def _n_events(cfg: Config) -> int:
     return total
 
 
-def train(cfg: Config, output: str | Path, force: bool = False) -> RunResult:
+def train(cfg: Config, output: str | Path, force: bool = False,
+          backend: Backend | None = None) -> RunResult:
     """Train every configured method and write ``output`` atomically; return the run.
 
     Everything, the report included, is written in the temporary directory: ``output`` (and,
     with ``force``, the previous run there) changes only once the new run is complete.
+    ``backend`` (:func:`mva.backends.open_backend`): where files are read and methods fitted.
     """
     with atomic_directory(output, force) as tmp:
         plotter = None
@@ -484,7 +559,7 @@ def train(cfg: Config, output: str | Path, force: bool = False) -> RunResult:
             many_plots = len(cfg.methods) * len(cfg.task_.classes) > PARALLEL_PLOTS
             plotter = Plotter(parallel=many_plots or _n_events(cfg) > PARALLEL_EVENTS)
         try:
-            run = run_training(cfg, tmp, plotter)
+            run = run_training(cfg, tmp, plotter, backend)
             write_run(run, tmp, plotter)
         finally:
             if plotter is not None:

@@ -493,3 +493,18 @@ def test_copy_of_a_run_still_applies(toy_run, tmp_path: Path, mva) -> None:
               "--methods", "bdt")
     assert res.returncode == 0, res.stderr
     assert len(pd.read_csv(tmp_path / "o.csv")) == toy_run.n_per_class
+
+
+def test_help_imports_no_heavy_library() -> None:
+    """``mva --help`` and every command's ``--help`` stay light: the libraries load where used."""
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom mva.cli import main\n"
+            "for args in [['--help']] + [[c, '--help'] for c in main.commands]:\n"
+            "    assert CliRunner().invoke(main, args).exit_code == 0, args\n"
+            "heavy = ('torch', 'xgboost', 'sklearn', 'uproot', 'matplotlib', 'dask', "
+            "'distributed', 'dask_jobqueue', 'onnx', 'onnxruntime', 'optuna')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy\n"
+            "             or m in ('mva.export', 'mva.backends.dask', 'mva.training')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -169,56 +169,68 @@ def evaluate_integer(columns: Mapping[str, Any], expr: str, default: float, wher
     return v.astype(np.int64)
 
 
-def read_sample(
-    files: Sequence[str], tree: str | None, *, features: Sequence[str],
-    spectators: Sequence[str] = (), targets: Sequence[str] = (), weight: str = "",
-    cut: str = "", default: float = -999.0, label: int | None = None, what: str = "data",
-    fold_expression: str | None = None,
+def read_file(
+    path: str, tree: str | None, *, features: Sequence[str], spectators: Sequence[str] = (),
+    targets: Sequence[str] = (), weight: str = "", cut: str = "", default: float = -999.0,
+    label: int | None = None, what: str = "data", fold_expression: str | None = None,
 ) -> Events:
-    """Read one sample (a class, or the regression sample) from its files, selection applied."""
-    if not files:
-        raise InputError(f"{what}.files: no input files given")
-    paths = expand_files(list(files), key=f"{what}.files")
+    """The selected events of one file of a sample (its ``sources`` entry included)."""
     exprs = {"feature": features, "spectator": spectators, "target": targets,
              "weight": [weight] if weight else [], "cut": [cut] if cut else [],
              "split.fold_expression": [fold_expression] if fold_expression else []}
     needed = needed_branches(exprs)
-    parts = []
-    for path in paths:
-        where = f"{path}:{tree}" if tree else path
-        chunks, n_entries = [], 0
-        # the file is opened once: its entries are counted from the chunks read
-        for start, cols in iter_columns(path, tree, needed):
-            n = len(next(iter(cols.values()))) if cols else count_entries(path, tree)
-            n_entries += n
-            if n == 0:
-                continue
-            # file entry of every row, so that errors after the cut still name the right one
-            entries = start + np.arange(n)
-            cols, entries = select(cols, cut, entries, default, where)
-            X = evaluate_matrix(cols, features, default, where, "feature", start, entries=entries)
-            w = (evaluate_matrix(cols, [weight], default, where, "weight", start,
-                                 entries=entries)[:, 0]
-                 if weight else np.ones(len(X)))
-            T = (evaluate_matrix(cols, targets, default, where, "target", start, entries=entries)
-                 if targets else None)
-            S = [evaluate_column(cols, e, default, where, "spectator") for e in spectators]
-            F = (evaluate_integer(cols, fold_expression, default, where, "split.fold_expression",
-                                  entries) if fold_expression else None)
-            chunks.append(Events(
-                features=X, weights=w, feature_names=list(features),
-                labels=None if label is None else np.full(len(X), label, dtype=np.int8),
-                targets=T, target_names=list(targets), spectators=S,
-                spectator_names=list(spectators), fold_values=F,
-            ))
-        if n_entries == 0:
-            raise InputError(f"{where}: the tree is empty")
-        part = Events.concatenate(chunks)
-        info = source_info(path, tree, entries=n_entries)
-        info["selected"] = len(part)
-        log.info("read %s: %d entries, %d selected", where, n_entries, len(part))
-        part.sources = [{**info, "sample": what}]
-        parts.append(part)
+    where = f"{path}:{tree}" if tree else path
+    chunks, n_entries = [], 0
+    # the file is opened once: its entries are counted from the chunks read
+    for start, cols in iter_columns(path, tree, needed):
+        n = len(next(iter(cols.values()))) if cols else count_entries(path, tree)
+        n_entries += n
+        if n == 0:
+            continue
+        # file entry of every row, so that errors after the cut still name the right one
+        entries = start + np.arange(n)
+        cols, entries = select(cols, cut, entries, default, where)
+        X = evaluate_matrix(cols, features, default, where, "feature", start, entries=entries)
+        w = (evaluate_matrix(cols, [weight], default, where, "weight", start,
+                             entries=entries)[:, 0]
+             if weight else np.ones(len(X)))
+        T = (evaluate_matrix(cols, targets, default, where, "target", start, entries=entries)
+             if targets else None)
+        S = [evaluate_column(cols, e, default, where, "spectator") for e in spectators]
+        F = (evaluate_integer(cols, fold_expression, default, where, "split.fold_expression",
+                              entries) if fold_expression else None)
+        chunks.append(Events(
+            features=X, weights=w, feature_names=list(features),
+            labels=None if label is None else np.full(len(X), label, dtype=np.int8),
+            targets=T, target_names=list(targets), spectators=S,
+            spectator_names=list(spectators), fold_values=F,
+        ))
+    if n_entries == 0:
+        raise InputError(f"{where}: the tree is empty")
+    part = Events.concatenate(chunks)
+    info = source_info(path, tree, entries=n_entries)
+    info["selected"] = len(part)
+    log.info("read %s: %d entries, %d selected", where, n_entries, len(part))
+    part.sources = [{**info, "sample": what}]
+    return part
+
+
+def read_sample(
+    files: Sequence[str], tree: str | None, *, what: str = "data", cut: str = "",
+    backend: Any = None, **options: Any,
+) -> Events:
+    """Read one sample (a class, or the regression sample) from its files, selection applied;
+    ``options`` are those of :func:`read_file`. With a ``backend``
+    (:mod:`mva.backends`) the files are read where it runs its work, in parallel."""
+    if not files:
+        raise InputError(f"{what}.files: no input files given")
+    paths = expand_files(list(files), key=f"{what}.files")
+    kwargs = {"what": what, "cut": cut, **options}
+    if backend is None:
+        parts = [read_file(p, tree, **kwargs) for p in paths]
+    else:
+        parts = list(backend.imap(_read_unit, [(p, tree, kwargs) for p in paths],
+                                  what=f"reading {what}", unit="files"))
     events = Events.concatenate(parts)
     if len(events) == 0:
         sel = f" after the cut {cut!r}" if cut else ""
@@ -226,11 +238,16 @@ def read_sample(
     return events
 
 
-def load_samples(cfg: Any) -> list[Events]:
+def _read_unit(path: str, tree: str | None, kwargs: dict[str, Any]) -> Events:
+    return read_file(path, tree, **kwargs)
+
+
+def load_samples(cfg: Any, backend: Any = None) -> list[Events]:
     """The samples of a config, unconcatenated, in the task's order (one per class, or the one
-    regression sample)."""
+    regression sample); with a ``backend``, every file is read where it runs its work."""
     d = cfg.data
     return [read_sample(s.files, s.tree, features=d.features, spectators=d.spectators,
                         targets=d.target, weight=s.weight, cut=s.cut, default=d.default,
-                        label=s.label, what=s.key, fold_expression=cfg.split.fold_expression)
+                        label=s.label, what=s.key, fold_expression=cfg.split.fold_expression,
+                        backend=backend)
             for s in cfg.task_.samples(d)]

@@ -251,15 +251,20 @@ def _read_parquet(table: _Table, names: list[str], start: int, stop: int) -> dic
 
 
 def iter_columns(
-    path: str, tree: str | None, needed: dict[str, str], step_size: int | None = None
+    path: str, tree: str | None, needed: dict[str, str], step_size: int | None = None,
+    entry_start: int = 0, entry_stop: int | None = None, table: _Table | None = None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(first_entry, columns)`` chunks of the needed columns of one file."""
-    table = _open_table(path, tree)
-    check_columns(table, needed)
-    n = table.num_entries
-    step = step_size or max(n, 1)
+    """Yield ``(first_entry, columns)`` chunks of the needed columns of one file, of entries
+    ``entry_start`` to ``entry_stop`` (default: all), in chunks of ``step_size`` entries.
+    ``table``: the file already opened (and checked) by :func:`_open_table`."""
+    if table is None:
+        table = _open_table(path, tree)
+        check_columns(table, needed)
+    n = table.num_entries if entry_stop is None else min(entry_stop, table.num_entries)
+    first = min(entry_start, n)
+    step = step_size or max(n - first, 1)
     names = list(needed)
-    for start in range(0, max(n, 1), step):
+    for start in range(first, max(n, first + 1), step):
         stop = min(start + step, n)
         if table.fmt == "root":
             cols = _read_root(table, names, start, stop)
