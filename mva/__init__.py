@@ -16,6 +16,7 @@ store           models on disk without pickle, manifest with SHA-256 checksums
 backends        where work runs: this process, or Dask (``open_backend(scheduler=, cluster=)``)
 progress        progress bars on a terminal, a plain line now and then in batch logs
 report          the self-contained HTML report of one or several runs
+export          ``export_run(run_dir, output)``: ONNX and xgboost JSON for CMSSW, Athena, ROOT
 """
 
 from __future__ import annotations

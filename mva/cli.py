@@ -296,6 +296,42 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, quiet: bool, debug: 
     click.echo(f"report written to {path}")
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-f", "--format", "fmt", default="onnx", show_default=True,
+              help="onnx (every method) or xgboost-json (BDTs without preprocessing).")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Directory to create (refused if it exists, unless --force).")
+@click.option("--methods", default="", help="Comma-separated methods to export (default: all "
+              "that the format holds).")
+@click.option("--check", is_flag=True, help="Run the exported models (onnxruntime, xgboost) on "
+              "the run's TestTree events and compare with its scores: above 1e-5 is an error.")
+@click.option("--check-events", type=click.IntRange(min=1), default=None,
+              help="Compare on the first N TestTree events (default: all).")
+@click.option("--force", is_flag=True, help="Replace an existing export directory.")
+@common
+def export(run_dir: Path, fmt: str, output: Path, methods: str, check: bool,
+           check_events: int | None, force: bool, quiet: bool, debug: bool) -> None:
+    """Export the methods trained in RUN_DIR for CMSSW, Athena and ROOT.
+
+    \b
+    Examples:
+      mva export runs/v1 --format onnx --output exported/ --methods bdt,mlp --check
+      mva export runs/v1 --format xgboost-json --output exported/ --methods bdt
+    ONNX: one <method>.onnx per method (<method>_fold<k>.onnx for k-fold runs), input
+    'features' (float32 [N, n_features], the raw features; preprocessing inside), output
+    'score', 'probabilities' or 'prediction' (+ 'sigma'). Each model has a sidecar
+    <model>.inputs.json with the feature names and expressions; export.json lists the files.
+    """
+    _setup_logging(quiet, debug)
+    from mva.export import export_run
+
+    res = export_run(run_dir, output, fmt=fmt, methods=_split(methods), check=check,
+                     force=force, check_events=check_events)
+    click.echo(res.table())
+    click.echo(f"exported {len(res.models)} model(s) to {output}")
+
+
 def _split(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 

@@ -310,19 +310,23 @@ def _exists_error(target: Path) -> InputError:
     return InputError(f"{target}: already exists (use --force to overwrite)")
 
 
-def _check_replaceable(target: Path) -> None:
-    """With ``--force``, only an mva run directory or an empty directory is replaced."""
+def _check_replaceable(target: Path, markers: tuple[str, ...] = RUN_MARKERS,
+                       kind: str = "run") -> None:
+    """With ``--force``, only an mva run directory (one of ``markers`` in it) or an empty
+    directory is replaced."""
     if target.is_dir():  # a link to a run is replaced by the new run, its target is kept
-        if any((target / m).is_file() for m in RUN_MARKERS) or not any(target.iterdir()):
+        if any((target / m).is_file() for m in markers) or not any(target.iterdir()):
             return
-        raise InputError(f"{target}: not an mva run directory (no models/manifest.json or "
-                         "metrics.json); refusing to replace it even with --force")
+        raise InputError(f"{target}: not an mva {kind} directory (no {' or '.join(markers)}); "
+                         "refusing to replace it even with --force")
     raise InputError(f"{target}: exists and is not a directory; refusing to replace it "
                      "even with --force")
 
 
 @contextlib.contextmanager
-def atomic_directory(target: str | Path, force: bool = False) -> Iterator[Path]:
+def atomic_directory(target: str | Path, force: bool = False,
+                     markers: tuple[str, ...] = RUN_MARKERS, kind: str = "run"
+                     ) -> Iterator[Path]:
     """Build a directory under a temporary name and move it to ``target`` only on success.
 
     An existing ``target`` is refused unless ``force``, also one that appears while the block
@@ -331,6 +335,8 @@ def atomic_directory(target: str | Path, force: bool = False) -> Iterator[Path]:
     new one into place (the old one is put back if that fails), then the old one is deleted.
     The temporary (``.NAME.tmp-<pid>-*``) is removed when the block fails; stale temporaries of
     dead processes are removed first. The directory gets the permissions of the umask.
+    ``markers`` (files, one of which is in a directory that ``force`` may replace) and ``kind``
+    are for other directories than runs (an export).
     """
     import shutil
 
@@ -338,7 +344,7 @@ def atomic_directory(target: str | Path, force: bool = False) -> Iterator[Path]:
     if os.path.lexists(target):
         if not force:
             raise _exists_error(target)
-        _check_replaceable(target)
+        _check_replaceable(target, markers, kind)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(target)
     tmp: Path | None = None
@@ -352,7 +358,7 @@ def atomic_directory(target: str | Path, force: bool = False) -> Iterator[Path]:
         except FileExistsError:
             if not force:
                 raise _exists_error(target) from None
-        _check_replaceable(target)
+        _check_replaceable(target, markers, kind)
         old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-",
                                     dir=target.parent))
         try:
