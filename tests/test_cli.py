@@ -26,6 +26,8 @@ DATA_DIR = Path(__file__).parent / "data"
 FEATURES = ["var1", "var2", "var3", "var4"]
 EFF_KEYS = {"0.01", "0.1", "0.3"}
 PERFORMANCE_KEYS = {"roc_auc", "eff_sig_at_bkg", "separation"}
+#: each with its statistical uncertainty from the finite sample
+PERFORMANCE_KEYS |= {f"{k}_err" for k in PERFORMANCE_KEYS}
 
 
 def _tree(path: Path, name: str) -> dict[str, np.ndarray]:
@@ -69,7 +71,12 @@ def test_metrics_json_has_the_required_keys(toy_run) -> None:
     for name, m in metrics["methods"].items():
         for part in ("test", "train"):
             assert set(m[part]) == PERFORMANCE_KEYS, (name, part)
-            assert set(m[part]["eff_sig_at_bkg"]) == EFF_KEYS
+            assert set(m[part]["eff_sig_at_bkg"]) == set(m[part]["eff_sig_at_bkg_err"]) == EFF_KEYS
+            # an uncertainty beside every figure: positive, and far below the figure's range
+            errs = [m[part]["roc_auc_err"], m[part]["separation_err"],
+                    *m[part]["eff_sig_at_bkg_err"].values()]
+            assert all(e is None or 0 < e < 0.2 for e in errs), errs
+            assert m[part]["roc_auc_err"] is not None
             effs = [m[part]["eff_sig_at_bkg"][k] for k in ("0.01", "0.1", "0.3")]
             assert all(0 <= e <= 1 for e in effs) and effs == sorted(effs)
             assert 0.5 < m[part]["roc_auc"] <= 1 and 0 < m[part]["separation"] <= 1

@@ -159,6 +159,19 @@ def test_trees_hold_every_event_once_with_its_fold(run: dict) -> None:
         assert not np.allclose(joined[f"{b}_tr"], joined[f"{b}_te"]), b
 
 
+def _oof_error(task: str, test: pd.DataFrame, m: str) -> float:
+    """The headline figure's statistical uncertainty from the TestTree's out-of-fold scores."""
+    from mva.evaluation import uncertainty as unc
+
+    w = test["weight"].to_numpy()
+    if task == "classification":
+        return unc.auc(test[m].to_numpy(), (test["classID"] == 0).astype(int), w).err
+    if task == "multiclass":
+        probs = test[[f"{m}_{c}" for c in ("s", "b", "c")]].to_numpy(dtype=float)
+        return unc.accuracy(probs, test["classID"].to_numpy(), w).err
+    return unc.std(test[m].to_numpy() - test["target"].to_numpy(), w).err
+
+
 def test_per_fold_metrics_and_their_spread(run: dict) -> None:
     metrics = json.loads((run["dir"] / "metrics.json").read_text())
     assert metrics["split"] == {"folds": FOLDS, "fold_expression": "evt % 3", "seed": 2}
@@ -174,6 +187,10 @@ def test_per_fold_metrics_and_their_spread(run: dict) -> None:
         assert entry["cv"][key]["n"] == FOLDS
         for f in entry["folds"]:
             assert f["n_test"] == int(np.sum(test["fold"] == f["fold"]))
+        # the headline figure's uncertainty is that of the out-of-fold scores of all events
+        assert entry["test"][f"{key}_err"] == pytest.approx(
+            _oof_error(run["task"], test, m), rel=1e-6)
+        assert all(f["test"][f"{key}_err"] > 0 for f in entry["folds"])  # and per fold
         if run["task"] == "classification":  # each fold's AUC on its own held-out events
             for f in entry["folds"]:
                 sel = test["fold"] == f["fold"]

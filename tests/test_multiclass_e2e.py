@@ -104,6 +104,18 @@ def test_metrics_agree_with_sklearn_on_the_test_tree(mc_run: dict) -> None:
         assert set(metrics["methods"][m]["overtraining"]["ks_pvalue"]) == set(CLASSES)
         # the toy is learnable: well above chance
         assert got["accuracy"] > 0.6 and got["roc_auc_macro"] > 0.8
+        # each headline figure with its uncertainty beside it; the accuracy's is binomial-like
+        keys = list(got)
+        for key in ("accuracy", "log_loss", "roc_auc_ovr", "roc_auc_macro", "eff_at_bkg"):
+            assert keys.index(f"{key}_err") == keys.index(key) + 1, key
+        n_eff = w.sum() ** 2 / (w**2).sum()
+        binomial = np.sqrt(got["accuracy"] * (1 - got["accuracy"]) / n_eff)
+        assert 0.5 * binomial < got["accuracy_err"] < 1.5 * binomial
+        assert set(got["roc_auc_ovr_err"]) == set(CLASSES)
+    # the methods compared on the same test events, ranked by accuracy
+    c = metrics["comparison"]["accuracy"]
+    acc = {m: metrics["methods"][m]["test"]["accuracy"] for m in metrics["methods"]}
+    assert c["best"] == max(acc, key=acc.get) and len(c["pairs"]) == len(acc) * (len(acc) - 1) // 2
 
 
 def test_summary_table_and_plots(mc_run: dict) -> None:

@@ -45,6 +45,10 @@ def test_regression_outputs_and_metrics(regression_run: Path) -> None:
         expected = regression_metrics(test[name], test["target"], test["weight"], width=width)
         for key, value in expected.items():
             assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-12), (name, key)
+            assert got[f"{key}_err"] > 0, (name, key)   # every figure with its uncertainty
+        # the rms of n residuals is known to about rms / sqrt(2 n) (Gaussian-like residuals)
+        n = len(test["target"])
+        assert 0.5 < got["rms_err"] / (got["rms"] / np.sqrt(2 * n)) < 2.0
     # only the Gaussian-likelihood MLP predicts a width; it is calibrated on this toy
     assert "gauss_sigma" in test and "bdt_sigma" not in test
     assert 0.75 < metrics["methods"]["gauss"]["test"]["pull_sigma_eff"] < 1.3

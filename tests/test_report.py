@@ -259,10 +259,12 @@ def test_summary_table_shows_each_method_with_its_metrics(single: dict[str, Any]
     eff_col = _column(page, "summary", "εB=0.1")
     for name, m in metrics.items():
         cell = _cell(rows[name], auc_col)
-        # the exact value, and the printed test (train) pair
+        # the exact value with its uncertainty, and the printed test ± err (train)
         assert float(cell["attrs"]["data-v"]) == m["test"]["roc_auc"]
+        assert float(cell["attrs"]["data-err"]) == m["test"]["roc_auc_err"]
         assert cell["text"].replace(" ", "") == (
-            f"{m['test']['roc_auc']:.4f}({m['train']['roc_auc']:.4f})")
+            f"{m['test']['roc_auc']:.4f}±{m['test']['roc_auc_err']:.4f}"
+            f"({m['train']['roc_auc']:.4f})")
         eff = _cell(rows[name], eff_col)
         assert float(eff["attrs"]["data-v"]) == m["test"]["eff_sig_at_bkg"]["0.1"]
         wp = _cell(rows[name], _column(page, "summary", "Z"))
@@ -300,6 +302,40 @@ def test_best_method_and_overtraining_warnings_follow_metrics(runs: tuple[Path, 
     rows = _by_method(Page(write_report([run]).read_text()))
     assert "best" in rows["bdt"]["attrs"].get("class", "")
     assert "best" not in rows["fisher"]["attrs"].get("class", "")
+
+
+def test_report_says_whether_the_best_method_is_significantly_better(
+        runs: tuple[Path, Path], tmp_path: Path) -> None:
+    from mva.evaluation import uncertainty as unc
+
+    run = _copy_run(runs[0], tmp_path / "compared")
+    metrics = _metrics(run)
+    m, c = metrics["methods"], metrics["comparison"]["roc_auc"]
+    best, other = sorted(m, key=lambda n: -m[n]["test"]["roc_auc"])
+    assert (c["best"], c["next"]) == (best, other)
+    assert c["diff"] == pytest.approx(m[best]["test"]["roc_auc"] - m[other]["test"]["roc_auc"],
+                                      abs=1e-9)
+    # paired on the TestTree's events: DeLong's covariance of the two methods
+    with uproot.open(run / "output.root") as f:
+        test = f["TestTree"].arrays(["classID", "weight", best, other], library="np")
+    sig = (test["classID"] == 0).astype(int)
+    a, b = (unc.auc(test[n], sig, test["weight"]) for n in (best, other))
+    assert c["diff_err"] == pytest.approx((a - b).err, rel=1e-6)
+    assert c["diff_err"] < np.hypot(m[best]["test"]["roc_auc_err"], m[other]["test"]["roc_auc_err"])
+    assert c["significant"] == (c["diff"] / c["diff_err"] > c["threshold"] == 2.0)
+
+    page = Page(write_report([run]).read_text())
+    (row,) = page.body_rows("method-comparison")
+    diff = _cell(row, 3)
+    assert float(diff["attrs"]["data-v"]) == c["diff"]
+    assert float(diff["attrs"]["data-err"]) == c["diff_err"]
+    for significant in (True, False):
+        _edit_metrics(run, lambda mm, s=significant: mm["comparison"]["roc_auc"].update(
+            significant=s))
+        text = " ".join("".join(Page(write_report([run]).read_text()).text).split())
+        verdict = "significantly better" if significant else "not significantly better"
+        assert f"{best} is {verdict} than {other}" in text
+        assert "significant above 2 standard deviations" in text
 
 
 def test_config_is_escaped(single: dict[str, Any]) -> None:
@@ -585,3 +621,32 @@ def test_plots_go_to_the_method_with_the_longest_matching_name(tmp_path: Path) -
     assert deep < at["bdt_deep_overtraining"] < at["bdt_deep_loss"]
     assert "plots/broken.png" not in text
     assert len(Page(text).images()) == len(stems)
+
+
+def test_comparison_of_several_targets_has_a_verdict_per_target(tmp_path: Path) -> None:
+    from mva.evaluation import uncertainty as unc
+    from mva.tasks.base import comparison_lines
+
+    rng = np.random.default_rng(5)
+    d = {"bdt": rng.normal(0, 1.0, 4000), "mlp": rng.normal(0, 1.3, 4000)}
+    comparison = {t: {"sigma_eff": unc.compare({n: unc.sigma_eff(x * s) for n, x in d.items()},
+                                               larger_is_better=False)}
+                  for t, s in (("E", 1.0), ("eta", 0.01))}
+    path = tmp_path / "multi"
+    path.mkdir()
+    metrics = {"task": "regression", "comparison": comparison, "methods": {
+        n: {"test": {"E": {"sigma_eff": 1.0}, "eta": {"sigma_eff": 0.01}}, "train": {}}
+        for n in d}}
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    page = Page(write_report([path]).read_text())
+    rows = page.body_rows("method-comparison")
+    assert [(_cell(r, 1)["text"], _cell(r, 2)["text"], _cell(r, 3)["text"]) for r in rows] == [
+        ("E", "bdt", "mlp"), ("eta", "bdt", "mlp")]
+    for r, target in zip(rows, ("E", "eta"), strict=True):
+        c = comparison[target]["sigma_eff"]
+        assert float(_cell(r, 4)["attrs"]["data-v"]) == c["diff"] < 0   # smaller is better
+        assert c["significant"] and c["z"] > 2
+    text = " ".join("".join(page.text).split())
+    assert text.count("bdt is significantly better than mlp") == 2
+    lines = comparison_lines(metrics)
+    assert [ln.split(":")[:2] for ln in lines if ln] == [["E", " sigma_eff"], ["eta", " sigma_eff"]]

@@ -1,1 +1,3 @@
-"""Evaluation: physics metrics (classification, regression, P(S|y)) and plots."""
+"""Evaluation: physics metrics (classification, regression, P(S|y)), their statistical
+uncertainties (``uncertainty``: weighted DeLong and the delta method, paired comparisons) and
+plots."""

@@ -24,6 +24,7 @@ __all__ = [
     "weighted_quantile",
     "weighted_median",
     "sigma_eff",
+    "shortest_interval",
     "regression_metrics",
     "binned_profile",
 ]
@@ -75,6 +76,15 @@ def sigma_eff(x: ArrayLike, weights: ArrayLike | None = None, fraction: float = 
     and the narrowest such window wins.  For a Gaussian this is about sigma.  With
     negative weights the cumulative weight is replaced by its running maximum.
     """
+    lo, hi = shortest_interval(x, weights, fraction)
+    return float(0.5 * (hi - lo))
+
+
+def shortest_interval(
+    x: ArrayLike, weights: ArrayLike | None = None, fraction: float = 0.683
+) -> tuple[float, float]:
+    """Ends ``(lo, hi)`` of the smallest interval holding ``fraction`` of the weight, as
+    :func:`sigma_eff` finds it (the first of equally narrow ones); both ends are included."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
     arr, w = _values_weights(x, weights)
@@ -95,7 +105,8 @@ def sigma_eff(x: ArrayLike, weights: ArrayLike | None = None, fraction: float = 
         raise ValueError("no interval holds the requested fraction of the weight")
     start = np.flatnonzero(valid)
     widths = xs[k[valid] - 1] - xs[start]
-    return float(0.5 * widths.min())
+    best = int(np.argmin(widths))
+    return float(xs[start[best]]), float(xs[k[valid][best] - 1])
 
 
 # --------------------------------------------------------------------------- summaries

@@ -98,16 +98,26 @@ def _get(d: Any, *keys: str) -> Any:
 
 
 def _num_cell(value: Any, spec: str, train: Any = None, *, show_train: bool = False,
-              cls: str = "", title: str = "", style: str = "", fmt: Any = None) -> str:
-    """A right-aligned monospace cell; ``data-v`` keeps the exact value for tools and tests."""
+              cls: str = "", title: str = "", style: str = "", fmt: Any = None,
+              err: Any = None) -> str:
+    """A right-aligned monospace cell; ``data-v`` keeps the exact value for tools and tests,
+    ``data-err`` its statistical uncertainty (``err``, shown as ``value ± err``)."""
     fmt = fmt or (lambda v: _fmt(v, spec))
     v = _finite(value)
+    e = _finite(err) if v is not None else None
     attrs = f' data-v="{_esc(repr(v))}"' if v is not None else ""
+    if e is not None:
+        attrs += f' data-err="{_esc(repr(e))}"'
     if title:
         attrs += f' title="{_esc(title)}"'
     if style:
         attrs += f' style="{_esc(style)}"'
-    text = _esc(fmt(value))
+    if e is not None and spec:
+        from mva.evaluation.uncertainty import format_pm
+
+        text = _esc(format_pm(v, e, spec))
+    else:
+        text = _esc(fmt(value)) + (f" ± {_esc(fmt(e))}" if e is not None else "")
     if show_train:
         text += f'<span class="tr">({_esc(fmt(train))})</span>'
     return f'<td class="num{" " + cls if cls else ""}"{attrs}>{text}</td>'

@@ -8,6 +8,7 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -133,10 +134,15 @@ def classification_comparison(runs: Sequence[RunFiles]) -> str:
                 f'<tr{_BEST if is_best else ""} data-run="{_esc(r.label)}" '
                 f'data-method="{_esc(n)}"><td>{_esc(r.label)}</td><td class="name">{_esc(n)}'
                 f'{_BADGE if is_best else ""}</td>'
-                f"{_num_cell(_get(m, 'test', 'roc_auc'), '.4f')}"
-                f"{_num_cell(_get(m, 'test', 'eff_sig_at_bkg', '0.1'), '.3f')}</tr>")
+                f"{_num_cell(_get(m, 'test', 'roc_auc'), '.4f', err=_get(m, 'test', 'roc_auc_err'))}"
+                f"{_num_cell(_get(m, 'test', 'eff_sig_at_bkg', '0.1'), '.3f', err=_err(m, '0.1'))}"
+                "</tr>")
     parts.append(_table(head, rows, "comparison"))
     return "\n".join(parts)
+
+
+def _err(m: Any, eff_bkg: str) -> Any:
+    return _get(m, "test", "eff_sig_at_bkg_err", eff_bkg)
 
 
 def regression_comparison(runs: Sequence[RunFiles]) -> str:
@@ -156,8 +162,8 @@ def regression_comparison(runs: Sequence[RunFiles]) -> str:
             f'data-method="{_esc(n)}"><td>{_esc(label)}</td><td class="name">{_esc(n)}'
             f'{_BADGE if is_best else ""}</td>'
             f"{f'<td>{_esc(target or str())}</td>' if multi else ''}"
-            f"{_num_cell(test.get('sigma_eff'), '#.4g')}"
-            f"{_num_cell(test.get('rms'), '#.4g')}{_num_cell(test.get('bias'), '#.4g')}</tr>")
+            + "".join(_num_cell(test.get(k), "#.4g", err=test.get(f"{k}_err"))
+                      for k in ("sigma_eff", "rms", "bias")) + "</tr>")
     return _table(head, rows, "comparison")
 
 
@@ -177,7 +183,6 @@ def multiclass_comparison(runs: Sequence[RunFiles]) -> str:
                 f'<tr{_BEST if is_best else ""} data-run="{_esc(r.label)}" '
                 f'data-method="{_esc(n)}"><td>{_esc(r.label)}</td><td class="name">{_esc(n)}'
                 f'{_BADGE if is_best else ""}</td>'
-                f"{_num_cell(_get(m, 'test', 'accuracy'), '.4f')}"
-                f"{_num_cell(_get(m, 'test', 'roc_auc_macro'), '.4f')}"
-                f"{_num_cell(_get(m, 'test', 'log_loss'), '.4f')}</tr>")
+                + "".join(_num_cell(_get(m, "test", k), ".4f", err=_get(m, "test", f"{k}_err"))
+                          for k in ("accuracy", "roc_auc_macro", "log_loss")) + "</tr>")
     return _table(head, rows, "comparison")

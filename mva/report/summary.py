@@ -23,6 +23,8 @@ from mva.report._html import (
 from mva.report.run_files import RunFiles
 
 EFF_BKG_KEYS = ("0.01", "0.1", "0.3")
+_ERR_NOTE = ("± : statistical uncertainty (one standard deviation) from the finite, weighted "
+             "test sample.")
 # a KS p-value below this flags a train/test difference (TMVA's overtraining check)
 KS_WARN = 0.05
 
@@ -56,12 +58,14 @@ def classification_summary(run: RunFiles) -> str:
         wp = m.get("working_point") or {}
         cells = [_method_cell(name, name == best),
                  f"<td>{_esc(_get(run.manifest, 'methods', name, 'type') or '')}</td>",
-                 _num_cell(test.get("roc_auc"), ".4f", train.get("roc_auc"), show_train=True)]
+                 _num_cell(test.get("roc_auc"), ".4f", train.get("roc_auc"), show_train=True,
+                           err=test.get("roc_auc_err"))]
         for k in EFF_BKG_KEYS:
             cells.append(_num_cell(_get(test, "eff_sig_at_bkg", k), ".3f",
-                                   _get(train, "eff_sig_at_bkg", k), show_train=True))
+                                   _get(train, "eff_sig_at_bkg", k), show_train=True,
+                                   err=_get(test, "eff_sig_at_bkg_err", k)))
         cells.append(_num_cell(test.get("separation"), ".3f", train.get("separation"),
-                               show_train=True))
+                               show_train=True, err=test.get("separation_err")))
         for cls_name in ("signal", "background"):
             p = ks.get(f"ks_pvalue_{cls_name}")
             pv = _finite(p)
@@ -70,7 +74,8 @@ def classification_summary(run: RunFiles) -> str:
                 p, "", fmt=_fmt_p, cls="warn" if warn else "",
                 title=f"p < {KS_WARN}: train and test responses differ (overtraining?)"
                 if warn else ""))
-        cells += [_num_cell(wp.get("cut"), "#.4g"), _num_cell(wp.get("significance"), ".2f"),
+        cells += [_num_cell(wp.get("cut"), "#.4g"),
+                  _num_cell(wp.get("significance"), ".2f", err=wp.get("significance_err")),
                   _num_cell(wp.get("eff_sig"), ".3f"), _num_cell(wp.get("eff_bkg"), ".3f"),
                   _num_cell(_get(m, "calibration", "ece"), ".4f"),
                   _num_cell(m.get("fit_seconds"), ".1f")]
@@ -82,8 +87,8 @@ def classification_summary(run: RunFiles) -> str:
     note = ("<p class=\"note\">Test sample, training sample in brackets. Best method (highest test "
             f"AUC) highlighted. KS p-values below {KS_WARN} are marked as an overtraining warning. "
             "The working point is the cut that maximises S/√(S+B) for the expected yields."
-            f"{_esc(f_text)}</p>")
-    return _table(head, rows, "summary") + note
+            f"{_esc(f_text)} {_ERR_NOTE}</p>")
+    return _table(head, rows, "summary") + note + method_comparison(run)
 
 
 def _regression_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str | None, dict, dict]]:
@@ -133,14 +138,15 @@ def regression_summary(run: RunFiles) -> str:
             cells.append(f"<td>{_esc(target or '')}</td>")
         for col, spec, _ in _REG_COLUMNS:
             cells.append(_num_cell(test.get(col), spec, train.get(col),
-                                   show_train=col == "sigma_eff"))
+                                   show_train=col == "sigma_eff", err=test.get(f"{col}_err")))
         cells.append(_num_cell(_get(run.methods, name, "fit_seconds"), ".1f"))
         target_attr = f' data-target="{_esc(target)}"' if target is not None else ""
         rows.append(f'<tr{_BEST if is_best else ""} data-method="{_esc(name)}"'
                     f"{target_attr}>" + "".join(cells) + "</tr>")
     note = ("<p class=\"note\">Test sample (sigma_eff: training sample in brackets). Best method "
-            "(smallest test sigma_eff) highlighted. – : not available for this method.</p>")
-    return _table(head, rows, "summary") + note
+            "(smallest test sigma_eff) highlighted. – : not available for this method. "
+            f"{_ERR_NOTE}</p>")
+    return _table(head, rows, "summary") + note + method_comparison(run)
 
 
 def _notes(run: RunFiles) -> str:
@@ -281,11 +287,14 @@ def multiclass_summary(run: RunFiles) -> str:
         eces = [e for e in eces if e is not None]
         cells = [_method_cell(name, name == best),
                  f"<td>{_esc(_get(run.manifest, 'methods', name, 'type') or '')}</td>",
-                 _num_cell(test.get("accuracy"), ".4f", train.get("accuracy"), show_train=True),
+                 _num_cell(test.get("accuracy"), ".4f", train.get("accuracy"), show_train=True,
+                           err=test.get("accuracy_err")),
                  _num_cell(test.get("roc_auc_macro"), ".4f", train.get("roc_auc_macro"),
-                           show_train=True),
-                 *(_num_cell(_get(test, "roc_auc_ovr", c), ".4f") for c in classes),
-                 _num_cell(test.get("log_loss"), ".4f", train.get("log_loss"), show_train=True),
+                           show_train=True, err=test.get("roc_auc_macro_err")),
+                 *(_num_cell(_get(test, "roc_auc_ovr", c), ".4f",
+                             err=_get(test, "roc_auc_ovr_err", c)) for c in classes),
+                 _num_cell(test.get("log_loss"), ".4f", train.get("log_loss"), show_train=True,
+                           err=test.get("log_loss_err")),
                  _num_cell(p_min, "", fmt=_fmt_p, cls="warn" if warn else "",
                            title=f"p < {KS_WARN}: train and test responses differ "
                                  "(overtraining?)" if warn else ""),
@@ -295,8 +304,92 @@ def multiclass_summary(run: RunFiles) -> str:
                     + "".join(cells) + "</tr>")
     note = ("<p class=\"note\">Test sample, training sample in brackets. Best method (highest "
             "test accuracy) highlighted. KS p-values below "
-            f"{KS_WARN} are marked as an overtraining warning.</p>")
-    return _table(head, rows, "summary") + note
+            f"{KS_WARN} are marked as an overtraining warning. {_ERR_NOTE}</p>")
+    return _table(head, rows, "summary") + note + method_comparison(run)
+
+
+# --------------------------------------------------------------------------- method comparison
+
+#: figure in metrics.json's ``comparison`` -> (label, number format)
+_COMPARED = {"roc_auc": ("AUC", ".4f"), "accuracy": ("accuracy", ".4f"),
+             "roc_auc_macro": ("macro AUC", ".4f"), "sigma_eff": ("sigma_eff", "#.4g"),
+             "rms": ("rms", "#.4g")}
+
+
+def _comparisons(comparison: Any, target: str | None = None
+                 ) -> list[tuple[str | None, str, Mapping[str, Any]]]:
+    """(target or None, figure, entry) of metrics.json's ``comparison`` (keyed by figure, or
+    by target and then figure in a multi-target regression)."""
+    out: list[tuple[str | None, str, Mapping[str, Any]]] = []
+    if not isinstance(comparison, Mapping):
+        return out
+    for key, entry in comparison.items():
+        if isinstance(entry, Mapping) and "pairs" in entry:
+            out.append((target, str(key), entry))
+        elif isinstance(entry, Mapping) and target is None:
+            out += _comparisons(entry, str(key))
+    return out
+
+
+def method_comparison(run: RunFiles) -> str:
+    """Is the best method significantly better than the next? The paired differences of the
+    headline figures of every two methods on the same test events (metrics.json's
+    ``comparison``); empty for a run with one method."""
+    entries = _comparisons(run.metrics.get("comparison"))
+    if not entries:
+        return ""
+    multi = any(t is not None for t, _, _ in entries)
+    verdicts, rows = [], []
+    threshold = None
+    for target, figure, c in entries:
+        label, spec = _COMPARED.get(figure, (figure, "#.4g"))
+        threshold = _finite(c.get("threshold"))
+        z, err = _finite(c.get("z")), _finite(c.get("diff_err"))
+        where = f" ({target})" if target is not None else ""
+        if c.get("best") is not None and c.get("next") is not None:
+            verdict = "significantly better" if c.get("significant") else (
+                "not significantly better")
+            detail = (f"Δ = {_fmt(c.get('diff'), '+' + spec)} ± {_fmt(err, spec)}, "
+                      f"{_fmt(z, '.1f')}σ" if err is not None and z is not None
+                      else f"Δ = {_fmt(c.get('diff'), '+' + spec)}")
+            attrs = f' data-figure="{_esc(figure)}"'
+            if target is not None:
+                attrs += f' data-target="{_esc(target)}"'
+            attrs += f' data-significant="{str(bool(c.get("significant"))).lower()}"'
+            verdicts.append(
+                f'<p class="verdict"{attrs}>'
+                f"{_esc(label)}{_esc(where)}: <strong>{_esc(c['best'])}</strong> is "
+                f"{verdict} than <strong>{_esc(c['next'])}</strong> ({_esc(detail)}).</p>")
+        for pair in c.get("pairs") or []:
+            if not isinstance(pair, Mapping):
+                continue
+            pz = _finite(pair.get("z"))
+            sig = pz is not None and threshold is not None and pz > threshold
+            cells = [f"<td>{_esc(label)}</td>"]
+            if multi:
+                cells.append(f"<td>{_esc(target or '')}</td>")
+            cells += [f'<td class="name">{_esc(pair.get("a"))}</td>',
+                      f'<td class="name">{_esc(pair.get("b"))}</td>',
+                      _num_cell(pair.get("diff"), "+" + spec, err=pair.get("diff_err")),
+                      _num_cell(pz, ".1f"), f"<td>{'yes' if sig else 'no'}</td>"]
+            rows.append(f'<tr data-figure="{_esc(figure)}" data-a="{_esc(pair.get("a"))}" '
+                        f'data-b="{_esc(pair.get("b"))}">' + "".join(cells) + "</tr>")
+    thr = _fmt(threshold, "g") if threshold is not None else "2"
+    head = ("<tr>" + _th("figure", num=False) + (_th("target", num=False) if multi else "")
+            + _th("better", num=False) + _th("other", num=False)
+            + _th("difference", title="better − other, with its paired uncertainty")
+            + _th("σ", title="difference / its uncertainty, in the better method's favour")
+            + _th("significant", num=False, title=f"more than {thr} standard deviations")
+            + "</tr>")
+    note = ("<p class=\"note\">Differences between two methods on the same test events "
+            "(paired: the events are shared, so the uncertainty of the difference comes from the "
+            "per-event influences of both methods, DeLong's covariance for the AUC, and is "
+            f"smaller than the two uncertainties combined as if independent). A difference "
+            f"counts as significant above {thr} standard deviations. The best method is picked "
+            "by the same numbers, so with many methods a margin near the threshold is weak "
+            "evidence.</p>")
+    return ('<h3 id="comparison-of-methods">Comparison of the methods</h3>' + "".join(verdicts)
+            + _table(head, rows, "method-comparison") + note)
 
 
 # --------------------------------------------------------------------------- cross-validation

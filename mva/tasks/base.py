@@ -10,10 +10,39 @@ import numpy as np
 
 from mva.errors import ConfigError, InputError
 
-__all__ = ["Task", "Sample", "ClassificationTask", "Job"]
+__all__ = ["Task", "Sample", "ClassificationTask", "Job", "pm", "comparison_lines"]
 
 #: a plot: (function of :mod:`mva.evaluation.plots`, args, kwargs, record for the report)
 Job = tuple[str, tuple, dict, dict]
+
+
+def pm(value: float, err: float | None, spec: str) -> str:
+    """``value ± err`` for the printed tables (the value alone where there is no error)."""
+    from mva.evaluation.uncertainty import format_pm
+
+    return format_pm(value, err, spec)
+
+
+def comparison_lines(metrics: dict[str, Any], prefix: str = "") -> list[str]:
+    """The printed verdict of each figure of ``metrics["comparison"]`` (as
+    :func:`mva.evaluation.uncertainty.compare` makes them, possibly keyed by target first): is
+    the best method significantly better than the next, paired on the same test events?"""
+    out = []
+    for key, c in (metrics.get("comparison") or {}).items():
+        if not isinstance(c, dict):
+            continue
+        if "best" not in c:  # one level per target
+            out += [ln for ln in comparison_lines({"comparison": c}, f"{prefix}{key}: ") if ln]
+            continue
+        err, z = c.get("diff_err"), c.get("z")
+        verdict = "significantly" if c.get("significant") else "not significantly"
+        if err and z is not None:
+            detail = f"{pm(c['diff'], err, '+.4g')}, {z:.1f} sigma"
+        else:
+            detail = f"{c['diff']:+.4g}"
+        out.append(f"{prefix}{key}: {c['best']} is {verdict} better than {c['next']} "
+                   f"({detail}; threshold {c['threshold']:g} sigma, paired on the test events)")
+    return [""] + out if out and not prefix else out
 
 
 @dataclass(frozen=True)

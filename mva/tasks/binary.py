@@ -13,21 +13,29 @@ import numpy as np
 
 from mva.errors import ConfigError
 from mva.evaluation import classification as cm
+from mva.evaluation import uncertainty as unc
 from mva.tasks._folds import fold_roc_jobs
-from mva.tasks.base import ClassificationTask, Job
+from mva.tasks.base import ClassificationTask, Job, comparison_lines, pm
 
 __all__ = ["Binary", "EFF_BKG", "classification_metrics", "expected_yields"]
 
 EFF_BKG = (0.01, 0.1, 0.3)
 
 
+#: background efficiencies of the ROC band (log-spaced towards tight cuts, where the plots
+#: of the rejection look)
+BAND_EFF_BKG = np.unique(np.r_[np.geomspace(1e-4, 1.0, 60), np.linspace(0.0, 1.0, 101)])
+
+
 def classification_metrics(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray
                            ) -> dict[str, Any]:
-    return {
+    """AUC, effS at effB and separation, each with its uncertainty (``<key>_err``) from the
+    finite sample (:mod:`mva.evaluation.uncertainty`)."""
+    return unc.beside({
         "roc_auc": cm.roc_auc(scores, labels, weights),
         "eff_sig_at_bkg": cm.eff_sig_at_bkg(scores, labels, weights, EFF_BKG),
         "separation": cm.separation(scores, labels, weights),
-    }
+    }, unc.binary_errors(scores, labels, weights, EFF_BKG))
 
 
 def expected_yields(cfg: Any, te: Any) -> tuple[float, float]:
@@ -82,6 +90,8 @@ def signal_probability_extras(res: Any, te: Any, cfg: Any) -> dict[str, Any]:
     w_check = reweight_to_fraction(te.labels[other], te.weights[other], f_s)
     rel = reliability_curve(prob, te.labels[other], w_check)
     wp = cm.significance_scan(res.pred_test, te.labels, te.weights, n_sig, n_bkg)
+    z = unc.significance(res.pred_test, te.labels, te.weights, wp["cut"], n_sig, n_bkg)
+    wp = unc.beside(wp, {"significance_err": z.json_err})
     res.trained.extras.update(densities=dens.to_dict(), signal_fraction=f_s)
     return {
         "working_point": wp,
@@ -175,24 +185,35 @@ class Binary(ClassificationTask):
         te = run.test
         # on at most ~200k test events: a histogram-based figure needs no more
         sub = slice(None, None, max(1, len(te) // 200_000))
-        return {}, {"variables": {"separation": variable_separation(
+        tail: dict[str, Any] = {"variables": {"separation": variable_separation(
             te.features[sub], te.labels[sub], te.weights[sub], run.config.data.features)}}
+        # the AUC of every two methods on the same test events: a paired difference
+        comparison = unc.compare({name: unc.auc(res.pred_test, te.labels, te.weights)
+                                  for name, res in run.methods.items()}
+                                 if len(run.methods) > 1 else {})
+        if comparison is not None:
+            tail["comparison"] = {"roc_auc": comparison}
+        return {}, tail
 
     def summary_table(self, run):
-        head = (f"{'method':<12}{'AUC test (train)':>20}{'effS@B=0.01':>18}{'effS@B=0.1':>18}"
-                f"{'effS@B=0.3':>18}{'sep.':>7}{'KS p S':>9}{'KS p B':>9}{'fit s':>8}")
+        head = (f"{'method':<12}{'AUC test ± err (train)':>29}{'effS@B=0.01':>24}"
+                f"{'effS@B=0.1':>24}{'effS@B=0.3':>24}{'sep. ± err':>16}{'KS p S':>9}"
+                f"{'KS p B':>9}{'fit s':>8}")
         rows = []
         for name, res in run.methods.items():
             m = res.metrics
             te, trn = m["test"], m["train"]
+            errs = te.get("eff_sig_at_bkg_err") or {}
             effs = "".join(
-                f"{te['eff_sig_at_bkg'][k]:>9.3f} ({trn['eff_sig_at_bkg'][k]:.3f})"
-                for k in ("0.01", "0.1", "0.3"))
+                f"{pm(te['eff_sig_at_bkg'][k], errs.get(k), '.3f'):>16} "
+                f"({trn['eff_sig_at_bkg'][k]:.3f})" for k in ("0.01", "0.1", "0.3"))
             rows.append(
-                f"{name:<12}{te['roc_auc']:>11.4f} ({trn['roc_auc']:.4f}){effs}"
-                f"{te['separation']:>7.3f}{m['overtraining']['ks_pvalue_signal']:>9.3f}"
+                f"{name:<12}{pm(te['roc_auc'], te.get('roc_auc_err'), '.4f'):>20} "
+                f"({trn['roc_auc']:.4f}){effs}"
+                f"{pm(te['separation'], te.get('separation_err'), '.3f'):>16}"
+                f"{m['overtraining']['ks_pvalue_signal']:>9.3f}"
                 f"{m['overtraining']['ks_pvalue_background']:>9.3f}{res.fit_seconds:>8.1f}")
-        return "\n".join([head, "-" * len(head), *rows])
+        return "\n".join([head, "-" * len(head), *rows, *comparison_lines(run.metrics)])
 
     # ------------------------------------------------------------------ plots
     def method_plots(self, run: Any, name: str, outdir: Path, kw: dict) -> list[Job]:
@@ -244,7 +265,11 @@ class Binary(ClassificationTask):
         curves = {}
         for name, res in run.methods.items():
             eb, es, _ = cm.roc_curve(res.pred_test, te.labels, te.weights)
-            curves[name] = (eb, es, res.metrics["test"]["roc_auc"])
+            # the band: effS at fixed effB +- its uncertainty from the test sample
+            band = (BAND_EFF_BKG, *unc.eff_sig_at_bkg(res.pred_test, te.labels, te.weights,
+                                                      BAND_EFF_BKG))
+            test = res.metrics["test"]
+            curves[name] = (eb, es, test["roc_auc"], test.get("roc_auc_err"), band)
         roc, rej = plot_stem(outdir, "roc"), plot_stem(outdir, "rejection")
         return [("plot_roc", (curves, roc), kw, plot_record(roc, "roc")),
                 ("plot_rejection", (curves, rej), kw, plot_record(rej, "rejection"))]

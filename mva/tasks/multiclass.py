@@ -14,7 +14,7 @@ import numpy as np
 
 from mva.errors import ConfigError, InputError
 from mva.naming import branch_name, class_branch
-from mva.tasks.base import ClassificationTask, Job
+from mva.tasks.base import ClassificationTask, Job, comparison_lines, pm
 
 __all__ = ["Multiclass", "MAX_CLASSES"]
 
@@ -113,9 +113,11 @@ class Multiclass(ClassificationTask):
         return v / v.sum()
 
     def figures(self, pred, sigma, events):
+        from mva.evaluation import uncertainty as unc
         from mva.evaluation.multiclass import multiclass_metrics
 
-        return multiclass_metrics(pred, events.labels, events.weights, self.classes)
+        args = (pred, events.labels, events.weights, self.classes)
+        return unc.beside(multiclass_metrics(*args), unc.multiclass_errors(*args))
 
     def evaluate(self, res, run):
         from mva.evaluation import multiclass as mc
@@ -141,14 +143,26 @@ class Multiclass(ClassificationTask):
         return metrics
 
     def run_metrics(self, run):
-        return {"classes": list(self.classes)}, {}
+        from mva.evaluation import uncertainty as unc
+
+        te = run.test
+        # accuracy (which ranks the methods) and macro AUC of every two methods on the same
+        # test events: paired differences
+        acc, macro = {}, {}
+        for name, res in run.methods.items() if len(run.methods) > 1 else ():
+            acc[name] = unc.accuracy(res.pred_test, te.labels, te.weights)
+            macro[name] = unc.auc_macro(unc.auc_ovr(res.pred_test, te.labels, te.weights))
+        comparison = {k: c for k, c in (("accuracy", unc.compare(acc)),
+                                        ("roc_auc_macro", unc.compare(macro))) if c}
+        return {"classes": list(self.classes)}, ({"comparison": comparison} if comparison
+                                                 else {})
 
     #: the printed table has a column per class up to this many classes (the report has all)
     SUMMARY_CLASS_COLUMNS = 6
 
     def summary_table(self, run):
         shown = self.classes if len(self.classes) <= self.SUMMARY_CLASS_COLUMNS else []
-        head = (f"{'method':<12}{'accuracy test (train)':>24}{'macro AUC':>11}"
+        head = (f"{'method':<12}{'accuracy test ± err (train)':>33}{'macro AUC ± err':>20}"
                 + "".join(f"{'AUC ' + c[:10]:>15}" for c in shown)
                 + f"{'log loss':>10}{'min KS p':>10}{'fit s':>8}")
         rows = []
@@ -157,12 +171,13 @@ class Multiclass(ClassificationTask):
             te, trn = m["test"], m["train"]
             ks = [v for v in m["overtraining"]["ks_pvalue"].values() if v is not None]
             rows.append(
-                f"{name:<12}{te['accuracy']:>15.4f} ({trn['accuracy']:.4f})"
-                f"{te['roc_auc_macro']:>11.4f}"
+                f"{name:<12}{pm(te['accuracy'], te.get('accuracy_err'), '.4f'):>24} "
+                f"({trn['accuracy']:.4f})"
+                f"{pm(te['roc_auc_macro'], te.get('roc_auc_macro_err'), '.4f'):>20}"
                 + "".join(f"{te['roc_auc_ovr'][c]:>15.4f}" for c in shown)
                 + f"{te['log_loss']:>10.4f}{min(ks) if ks else float('nan'):>10.3f}"
                 f"{res.fit_seconds:>8.1f}")
-        return "\n".join([head, "-" * len(head), *rows])
+        return "\n".join([head, "-" * len(head), *rows, *comparison_lines(run.metrics)])
 
     # ------------------------------------------------------------------ plots
     def input_plot_options(self, kind, labels):
@@ -197,7 +212,9 @@ class Multiclass(ClassificationTask):
 
     def summary_plots(self, run: Any, outdir: Path, kw: dict) -> list[Job]:
         from mva.evaluation import classification as cm
+        from mva.evaluation import uncertainty as unc
         from mva.naming import plot_record, plot_stem
+        from mva.tasks.binary import BAND_EFF_BKG
 
         te = run.test
         jobs: list[Job] = []
@@ -206,7 +223,11 @@ class Multiclass(ClassificationTask):
             curves = {}
             for name, res in run.methods.items():
                 eb, es, _ = cm.roc_curve(res.pred_test[:, k], is_k, te.weights)
-                curves[name] = (eb, es, res.metrics["test"]["roc_auc_ovr"][c])
+                band = (BAND_EFF_BKG, *unc.eff_sig_at_bkg(res.pred_test[:, k], is_k, te.weights,
+                                                          BAND_EFF_BKG, strata=te.labels))
+                test = res.metrics["test"]
+                curves[name] = (eb, es, test["roc_auc_ovr"][c],
+                                (test.get("roc_auc_ovr_err") or {}).get(c), band)
             stem = plot_stem(outdir, "roc", None, c)
             jobs.append(("plot_roc_ovr", (c, curves, stem), kw,
                          plot_record(stem, "roc_ovr", None, c, "class")))

@@ -9,7 +9,8 @@ import numpy as np
 
 from mva.errors import ConfigError
 from mva.evaluation import regression as rm
-from mva.tasks.base import Job, Sample, Task
+from mva.evaluation import uncertainty as unc
+from mva.tasks.base import Job, Sample, Task, comparison_lines, pm
 
 __all__ = ["Regression"]
 
@@ -64,28 +65,52 @@ class Regression(Task):
 
     # ------------------------------------------------------------------ evaluation
     def figures(self, pred, sigma, events):
-        per_target = {
-            tname: rm.regression_metrics(pred[:, j], events.targets[:, j], events.weights,
-                                         width=None if sigma is None else sigma[:, j])
-            for j, tname in enumerate(events.target_names)}
+        per_target = {}
+        for j, tname in enumerate(events.target_names):
+            args = (pred[:, j], events.targets[:, j], events.weights,
+                    None if sigma is None else sigma[:, j])
+            per_target[tname] = unc.beside(rm.regression_metrics(*args),
+                                           unc.regression_errors(*args))
         return next(iter(per_target.values())) if len(per_target) == 1 else per_target
+
+    #: the figures compared between methods (smaller is better), sigma_eff ranking them
+    COMPARED = (("sigma_eff", "sigma_eff"), ("rms", "std"))
+
+    def run_metrics(self, run):
+        te = run.test
+        per_target = {}
+        for j, tname in enumerate(te.target_names if len(run.methods) > 1 else ()):
+            d = {name: res.pred_test[:, j] - te.targets[:, j]
+                 for name, res in run.methods.items()}
+            compared = {key: unc.compare({n: getattr(unc, fn)(dn, te.weights)
+                                          for n, dn in d.items()}, larger_is_better=False)
+                        for key, fn in self.COMPARED}
+            compared = {k: c for k, c in compared.items() if c}
+            if compared:
+                per_target[tname] = compared
+        if not per_target:
+            return {}, {}
+        one = len(te.target_names) == 1
+        return {}, {"comparison": next(iter(per_target.values())) if one else per_target}
 
     def evaluate(self, res, run):
         return {"test": self.figures(res.pred_test, res.sigma_test, run.test),
                 "train": self.figures(res.pred_train, res.sigma_train, run.train)}
 
     def summary_table(self, run):
-        head = (f"{'method':<12}{'bias':>11}{'rms':>11}{'rms_trunc':>11}{'mae':>11}"
-                f"{'sigma_eff':>11}{'median':>9}{'fit s':>8}")
+        head = (f"{'method':<12}{'bias ± err':>20}{'rms ± err':>20}{'rms_trunc':>11}"
+                f"{'mae':>11}{'sigma_eff ± err':>20}{'median':>9}{'fit s':>8}")
         rows = []
         for name, res in run.methods.items():
             te = res.metrics["test"]
             if "bias" not in te:
                 te = next(iter(te.values()))
-            rows.append(f"{name:<12}{te['bias']:>11.4g}{te['rms']:>11.4g}{te['rms_trunc']:>11.4g}"
-                        f"{te['mae']:>11.4g}{te['sigma_eff']:>11.4g}{te['median']:>9.4f}"
-                        f"{res.fit_seconds:>8.1f}")
-        return "\n".join([head, "-" * len(head), *rows])
+            cells = "".join(f"{pm(te[k], te.get(f'{k}_err'), '.4g'):>20}"
+                            for k in ("bias", "rms"))
+            rows.append(f"{name:<12}{cells}{te['rms_trunc']:>11.4g}{te['mae']:>11.4g}"
+                        f"{pm(te['sigma_eff'], te.get('sigma_eff_err'), '.4g'):>20}"
+                        f"{te['median']:>9.4f}{res.fit_seconds:>8.1f}")
+        return "\n".join([head, "-" * len(head), *rows, *comparison_lines(run.metrics)])
 
     # ------------------------------------------------------------------ plots
     def _part(self, j: int) -> str | None:

@@ -131,6 +131,34 @@ def test_long_curves_are_thinned_to_points_on_the_curve(
     assert f"{expected:.3f}" in line.get_label()
 
 
+def test_roc_band_is_eff_sig_plus_minus_its_uncertainty(
+    tmp_path: Path, captured: list[Figure]
+) -> None:
+    from matplotlib.collections import PolyCollection
+
+    from mva.evaluation import uncertainty as unc
+
+    scores, labels, weights = classification_sample(3000, seed=6)
+    eff_bkg, eff_sig, _ = roc_curve(scores, labels, weights)
+    grid = np.linspace(0.05, 0.95, 19)
+    es, err = unc.eff_sig_at_bkg(scores, labels, weights, grid)
+    auc = unc.auc(scores, labels, weights)
+    curves = {"m": (eff_bkg, eff_sig, auc.value, auc.err, (grid, es, err))}
+    plots.plot_roc(curves, tmp_path / "roc", formats=("png",))
+    ax = captured[0].axes[0]
+    assert f"AUC = {auc.value:.3f} ± {auc.err:.3f}" in ax.get_legend().get_texts()[0].get_text()
+    (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    xy = band.get_paths()[0].vertices
+    # at every background efficiency of the grid the band spans effS -+ err horizontally
+    # (clipped to efficiencies in [0, 1])
+    for b, s, e in zip(grid, es, err, strict=True):
+        at = np.isclose(xy[:, 1], 1.0 - b)
+        assert xy[at, 0].min() == pytest.approx(max(s - e, 0.0))
+        assert xy[at, 0].max() == pytest.approx(min(s + e, 1.0))
+    plots.plot_rejection(curves, tmp_path / "rej", formats=("png",))
+    assert [c for c in captured[1].axes[0].collections if isinstance(c, PolyCollection)]
+
+
 # --------------------------------------------------------------------------- overtraining
 
 

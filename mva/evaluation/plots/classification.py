@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -32,10 +32,28 @@ from mva.evaluation.plots._common import (
 )
 
 
-def _sorted_curves(
-    curves: Mapping[str, tuple[Any, Any, Any]],
-) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
-    """(name, eff_bkg, eff_sig, auc) by decreasing AUC; a missing AUC is integrated here."""
+class _Curve(NamedTuple):
+    name: str
+    eff_bkg: np.ndarray
+    eff_sig: np.ndarray
+    auc: float
+    auc_err: float | None
+    #: (eff_bkg, eff_sig, err): the signal efficiency at fixed background efficiencies with
+    #: its uncertainty, drawn as a band; None: no band
+    band: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+
+    @property
+    def label(self) -> str:
+        err = "" if self.auc_err is None else f" ± {self.auc_err:.3f}"
+        return f"{self.name} (AUC = {self.auc:.3f}{err})"
+
+
+def _sorted_curves(curves: Mapping[str, Sequence[Any]]) -> list[_Curve]:
+    """The curves by decreasing AUC; a missing AUC is integrated here.
+
+    Each curve is ``(eff_bkg, eff_sig[, auc[, auc_err[, band]]])`` with ``band`` as
+    :attr:`_Curve.band`.
+    """
     out = []
     for name, curve in curves.items():
         eb, es = _array(curve[0], f"{name} eff_bkg"), _array(curve[1], f"{name} eff_sig")
@@ -45,9 +63,31 @@ def _sorted_curves(
         if auc is None:
             order = np.argsort(eb, kind="stable")
             auc = float(np.trapezoid(es[order], eb[order]))
-        out.append((str(name), eb, es, float(auc)))
+        err = curve[3] if len(curve) > 3 and curve[3] is not None else None
+        band = None
+        if len(curve) > 4 and curve[4] is not None:
+            band = tuple(_array(a, f"{name} band") for a in curve[4])
+            if len({a.size for a in band}) != 1:
+                raise ValueError(f"{name}: the band's arrays differ in length")
+        out.append(_Curve(str(name), eb, es, float(auc),
+                          None if err is None or not np.isfinite(err) else float(err), band))
     # NaN AUCs go last
-    return sorted(out, key=lambda c: -c[3] if np.isfinite(c[3]) else math.inf)
+    return sorted(out, key=lambda c: -c.auc if np.isfinite(c.auc) else math.inf)
+
+
+def _draw_band(ax: Any, curve: _Curve, colour: str, rejection: bool = False) -> None:
+    """The curve's uncertainty band: effS ± err at each background efficiency of the band,
+    against ``1 - effB`` (or ``1/effB`` with ``rejection``)."""
+    if curve.band is None:
+        return
+    eb, es, err = curve.band
+    ok = np.isfinite(eb) & np.isfinite(es) & np.isfinite(err) & ((eb > 0) if rejection
+                                                                  else True)
+    if not ok.any():
+        return
+    y = 1.0 / eb[ok] if rejection else 1.0 - eb[ok]
+    ax.fill_betweenx(y, np.clip(es[ok] - err[ok], 0.0, 1.0), np.clip(es[ok] + err[ok], 0.0, 1.0),
+                     color=colour, alpha=0.25, lw=0)
 
 
 def plot_roc(
@@ -60,16 +100,19 @@ def plot_roc(
     Parameters
     ----------
     curves
-        ``{method: (eff_bkg, eff_sig, auc)}``, e.g. from ``classification.roc_curve`` and
-        ``roc_auc``.  The legend lists the methods by decreasing AUC.
+        ``{method: (eff_bkg, eff_sig, auc[, auc_err[, band]])}``, e.g. from
+        ``classification.roc_curve`` and ``roc_auc``; ``band`` is ``(eff_bkg, eff_sig, err)``
+        (``uncertainty.eff_sig_at_bkg``), drawn as a shaded band of ``eff_sig ± err``.  The
+        legend lists the methods by decreasing AUC (``± auc_err`` where given).
     """
     with _figure() as (fig, ax):
-        for k, (name, eb, es, auc) in enumerate(_sorted_curves(curves)):
-            ok = np.isfinite(eb) & np.isfinite(es)
-            x, y = es[ok], 1.0 - eb[ok]
+        for k, c in enumerate(_sorted_curves(curves)):
+            colour = COLOURS[k % len(COLOURS)]
+            ok = np.isfinite(c.eff_bkg) & np.isfinite(c.eff_sig)
+            x, y = c.eff_sig[ok], 1.0 - c.eff_bkg[ok]
             idx = _thin(x, y)
-            ax.plot(x[idx], y[idx], lw=2.5, color=COLOURS[k % len(COLOURS)],
-                    label=f"{name} (AUC = {auc:.3f})")
+            _draw_band(ax, c, colour)
+            ax.plot(x[idx], y[idx], lw=2.5, color=colour, label=c.label)
         ax.plot([0, 1], [1, 0], ls="--", lw=1.5, color=REFERENCE, label="random")
         ax.set_xlim(0.0, 1.0)
         ax.set_ylim(0.0, 1.05)
@@ -92,15 +135,17 @@ def plot_rejection(
     ymin, ymax = math.inf, -math.inf
     with _figure() as (fig, ax):
         sorted_curves = _sorted_curves(curves)
-        for k, (name, eb, es, auc) in enumerate(sorted_curves):
+        for k, c in enumerate(sorted_curves):
+            eb, es = c.eff_bkg, c.eff_sig
             ok = np.isfinite(eb) & np.isfinite(es) & (eb > 0)
             if not ok.any():
-                logger.warning("%s: no point with positive background efficiency", name)
+                logger.warning("%s: no point with positive background efficiency", c.name)
                 continue
+            colour = COLOURS[k % len(COLOURS)]
             x, y = es[ok], 1.0 / eb[ok]
             idx = _thin(x, np.log10(y))
-            ax.plot(x[idx], y[idx], lw=2.5, color=COLOURS[k % len(COLOURS)],
-                    label=f"{name} (AUC = {auc:.3f})")
+            _draw_band(ax, c, colour, rejection=True)
+            ax.plot(x[idx], y[idx], lw=2.5, color=colour, label=c.label)
             ymin, ymax = min(ymin, float(y.min())), max(ymax, float(y.max()))
         ax.set_yscale("log")
         ax.set_xlim(0.0, 1.0)

@@ -31,7 +31,7 @@ from mva.evaluation.plots._common import (
     _thin,
     _unit_area,
 )
-from mva.evaluation.plots.classification import _sorted_curves
+from mva.evaluation.plots.classification import _draw_band, _sorted_curves
 
 __all__ = [
     "plot_all_class_scores",
@@ -105,19 +105,20 @@ def plot_roc_ovr(
     Parameters
     ----------
     curves
-        ``{method: (eff_bkg, eff_sig, auc)}`` with ``cls_name`` as signal, e.g. from
-        ``classification.roc_curve(probs[:, k], labels == k, weights)``.  The legend lists the
-        methods by decreasing AUC.
+        ``{method: (eff_bkg, eff_sig, auc[, auc_err[, band]])}`` with ``cls_name`` as signal,
+        e.g. from ``classification.roc_curve(probs[:, k], labels == k, weights)``, as
+        :func:`mva.evaluation.plots.plot_roc`.  The legend lists the methods by decreasing AUC.
     """
     sorted_curves = _sorted_curves(curves)
     if not sorted_curves:
         raise ValueError("no ROC curves to plot")
     with _figure() as (fig, ax):
-        for k, (name, eb, es, auc) in enumerate(sorted_curves):
-            ok = np.isfinite(eb) & np.isfinite(es)
-            x, y = es[ok], 1.0 - eb[ok]
+        for k, c in enumerate(sorted_curves):
+            ok = np.isfinite(c.eff_bkg) & np.isfinite(c.eff_sig)
+            x, y = c.eff_sig[ok], 1.0 - c.eff_bkg[ok]
             idx = _thin(x, y)
-            ax.plot(x[idx], y[idx], lw=2.5, color=_colour(k), label=f"{name} (AUC = {auc:.3f})")
+            _draw_band(ax, c, _colour(k))
+            ax.plot(x[idx], y[idx], lw=2.5, color=_colour(k), label=c.label)
         ax.plot([0, 1], [1, 0], ls="--", lw=1.5, color=REFERENCE, label="random")
         ax.set_xlim(0.0, 1.0)
         ax.set_ylim(0.0, 1.05)
