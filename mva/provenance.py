@@ -11,7 +11,8 @@ from typing import Any
 __all__ = ["versions", "provenance"]
 
 PACKAGES = ("mva", "numpy", "scipy", "pandas", "pyarrow", "uproot", "awkward", "scikit-learn",
-            "xgboost", "torch", "matplotlib", "mplhep", "pydantic", "click")
+            "xgboost", "torch", "matplotlib", "mplhep", "pydantic", "click", "dask",
+            "distributed", "optuna")
 
 
 def versions() -> dict[str, str]:
@@ -24,8 +25,9 @@ def versions() -> dict[str, str]:
     return out
 
 
-def provenance() -> dict[str, Any]:
+def provenance(backend: str = "this process") -> dict[str, Any]:
+    """``backend``: where the work ran (:meth:`mva.backends.Backend.describe`)."""
     return {
         "versions": versions(), "platform": platform.platform(), "command": sys.argv,
-        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "backend": backend,
     }

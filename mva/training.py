@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mva.backends import Backend
+from mva.backends import Backend, LocalBackend
 from mva.config import Config
 from mva.errors import InputError
 from mva.io.events import Events, load_samples
@@ -55,6 +55,8 @@ class RunResult:
     #: events: training scores and out-of-fold scores)
     folds: list[Fold] | None = None
     fold_of: np.ndarray | None = None
+    #: where the files were read and the methods fitted (:meth:`mva.backends.Backend.describe`)
+    backend: str = "this process"
 
 
 def _fit_method(cfg: Config, task: Any, spec: Any, tr: Events, te: Events, w_train: np.ndarray,
@@ -209,7 +211,7 @@ def run_training(cfg: Config, out: Path | None = None, plotter: Any = None,
     remote = backend is not None and not backend.run_here()
     _check_distributed(cfg, remote)
     log.info("reading events")
-    parts = load_samples(cfg, backend if remote else None)
+    parts = load_samples(cfg, backend if remote else LocalBackend())
     log.debug("splitting")
     n = sum(len(p) for p in parts)
     splitter = make_splitter(cfg.split, cfg.source)
@@ -225,6 +227,8 @@ def run_training(cfg: Config, out: Path | None = None, plotter: Any = None,
         w_test_norm = training_weights(te.labels, te.weights, cfg.split.normalization, "keep",
                                        task.groups)
         run = RunResult(cfg, tr, te, task=task, train_weights=w_train)
+        if remote:
+            run.backend = backend.describe()
         fitted = {}
         if remote:
             # every method a task on the workers, on the events of both samples sent once
@@ -260,6 +264,8 @@ def run_training(cfg: Config, out: Path | None = None, plotter: Any = None,
                                  cfg.split.negative_weights, task.groups)
         run = RunResult(cfg, events, events, task=task, train_weights=w_all, folds=folds,
                         fold_of=fold_of)
+        if remote:
+            run.backend = backend.describe()
         fitted = {}
         if remote:
             units = [(spec, f) for spec in cfg.methods.values() for f in folds]
@@ -502,7 +508,7 @@ def write_run(run: RunResult, out: Path, plotter: Any = None) -> None:
         "features": cfg.data.features, "feature_branches": unique_names(cfg.data.features),
         "spectators": cfg.data.spectators, "targets": cfg.data.target,
         "default": cfg.data.default, "seed": cfg.split.seed, "inputs": sources,
-        "config": cfg.raw, "provenance": provenance(), **run.task.manifest_info(),
+        "config": cfg.raw, "provenance": provenance(run.backend), **run.task.manifest_info(),
         "n_train": len(run.train), "n_test": len(run.test),
     }
     if run.folds is not None:

@@ -188,6 +188,9 @@ def test_train_on_the_scheduler_is_the_local_run(inputs, local_run, cluster, tmp
     run, res = _train(mva, tmp_path, cfg, "dask", "--scheduler", cluster.address)
     assert f"dask: {cluster.address}, 2 workers" in res.stderr
     _assert_same_run(local_run, run)
+    backends = [json.loads((r / "models" / "manifest.json").read_text())["provenance"]["backend"]
+                for r in (local_run, run)]
+    assert backends == ["this process", f"--scheduler {cluster.address}"]
 
 
 def test_kfold_train_on_the_scheduler_is_the_local_run(inputs, cluster, tmp_path, mva):

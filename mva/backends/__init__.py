@@ -57,14 +57,28 @@ class LocalBackend(Backend):
 
     def imap(self, fn: Callable[..., Any], units: Sequence[tuple], *shared: Any,
              what: str = "", unit: str = "it") -> Iterator[Any]:
-        for u in units:
-            yield fn(*u, *shared)
+        from mva.progress import Progress
+
+        with Progress(len(units), what or fn.__name__, unit) as bar:
+            for u in units:
+                result = fn(*u, *shared)
+                bar.update()
+                yield result
 
     def map_reduce(self, fn: Callable[..., Any], groups: Sequence[Sequence[tuple]],
                    reduce: Callable[..., Any], reduce_args: Sequence[tuple], what: str = "",
                    unit: str = "it") -> Iterator[Any]:
-        for args, units in zip(reduce_args, groups, strict=True):
-            yield reduce(*args, (fn(*u) for u in units))
+        from mva.progress import Progress
+
+        def run(units: Sequence[tuple], bar: Progress) -> Iterator[Any]:
+            for u in units:
+                result = fn(*u)
+                bar.update()
+                yield result
+
+        with Progress(sum(len(g) for g in groups), what or fn.__name__, unit) as bar:
+            for args, units in zip(reduce_args, groups, strict=True):
+                yield reduce(*args, run(units, bar))
 
 
 @contextlib.contextmanager

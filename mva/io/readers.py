@@ -63,7 +63,8 @@ def _open_root(path: str) -> Any:
     if not os.path.exists(path):
         raise InputError(f"{path}: file not found")
     try:
-        return uproot.open(path)
+        # no array cache: every entry range is read once (a cache only grows with the file)
+        return uproot.open(path, array_cache=None)
     except Exception as exc:  # uproot raises many types for corrupt files
         raise InputError(f"{path}: not a readable ROOT file ({type(exc).__name__}: {exc})") from None
 
