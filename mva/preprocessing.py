@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.special import ndtri
 
 from mva.errors import NotFittedError
 
@@ -410,6 +409,8 @@ class Gauss(Uniform):
     name = "gauss"
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
+        from scipy.special import ndtri  # here: scipy.special costs half a second to import
+
         return ndtri(np.clip(self._cdf(X), _GAUSS_EPS, 1.0 - _GAUSS_EPS))
 
 

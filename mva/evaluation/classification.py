@@ -16,7 +16,6 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 from mva.evaluation._arrays import as_1d, check_inputs, weights_or_ones
 
@@ -243,6 +242,8 @@ def ks_2samp_weighted(
     na, nb = _n_eff(wa_), _n_eff(wb_)
     # scipy rounds the combined size because kstwo is defined for integer n
     n = max(1.0, float(np.round(na * nb / (na + nb))))
+    from scipy import stats  # here: scipy.stats takes a second to import (mva apply needs none)
+
     p_value = float(np.clip(stats.kstwo.sf(statistic, n), 0.0, 1.0))
     return statistic, p_value
 
