@@ -27,7 +27,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check mva tests benchmarks examples
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: install
 	$(BIN)/python benchmarks/bench_classification.py

@@ -9,7 +9,10 @@ io.writers      atomic writers: ROOT TTrees (mktree/extend), CSV, Parquet, run d
 preprocessing   standardize, minmax, decorrelate, pca, uniform, gauss (JSON-storable)
 tasks           binary, multiclass, regression: one module each; what differs between tasks
 methods         knn, bdt (xgboost), svm (scikit-learn), mlp (torch), linear: one module each
-evaluation      ROC/KS/separation/significance, multiclass and regression metrics, P(S|y), plots
+methods.adaptive  the defaults chosen for the training sample (kNN k, SVR epsilon, BDT depth)
+tuning          ``tune``: optuna search over a documented default space, cross-validated
+evaluation      ROC/KS/separation/significance, multiclass and regression metrics, P(S|y), plots,
+                the overtraining warning (``evaluation.overtraining``)
 naming          output branch and plot file names, the plot index the report reads
 training        ``train(config, output)``; application: ``apply(run_dir, inputs, output)``
 store           models on disk without pickle, manifest with SHA-256 checksums

@@ -197,6 +197,8 @@ class MethodSpec(_Frozen):
     type: str
     preprocess: list[str] | None
     params: dict[str, Any]
+    #: hyper-parameter tuning (:func:`mva.tuning.validate_tune`'s normalised form), or None
+    tune: dict[str, Any] | None = None
 
 
 class Config(_Frozen):
@@ -256,6 +258,7 @@ def _validate_method(name: str, spec: Any, task: str, source: str) -> MethodSpec
             f"(known: {', '.join(sorted(METHODS))})"
         )
     preprocess = spec.pop("preprocess", None)
+    tune = spec.pop("tune", None)
     if isinstance(preprocess, str):
         preprocess = [preprocess] if preprocess not in ("", "none") else []
     if preprocess is not None:
@@ -278,7 +281,28 @@ def _validate_method(name: str, spec: Any, task: str, source: str) -> MethodSpec
         cls.check_task(task, params)
     except ValueError as exc:
         raise ConfigError(f"{source}: methods.{name}: {exc}") from None
-    return MethodSpec(name=name, type=mtype, preprocess=preprocess, params=params.model_dump())
+    if tune is not None:
+        tune = _validate_tune(tune, name, mtype, task, params, cls, source)
+    return MethodSpec(name=name, type=mtype, preprocess=preprocess, params=params.model_dump(),
+                      tune=tune)
+
+
+def _validate_tune(raw: Any, name: str, mtype: str, task: Any, params: Any, cls: Any,
+                   source: str) -> dict[str, Any]:
+    """``methods.<name>.tune`` checked (:func:`mva.tuning.validate_tune`); errors name the key
+    path (``methods.bdt.tune.space.max_depth: ...``)."""
+    from mva.tasks import TASKS
+    from mva.tuning import SpaceError, validate_tune
+
+    if task not in TASKS:
+        return None  # the unknown task is reported on its own
+    try:
+        return validate_tune(raw, mtype, task, params, cls.Params)
+    except ValidationError as exc:
+        raise ConfigError(_fmt_error(source, ("methods", name, "tune"), exc)) from None
+    except SpaceError as exc:
+        key = ".".join(p for p in ("methods", name, "tune", exc.key) if p)
+        raise ConfigError(f"{source}: {key}: {exc}") from None
 
 
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> Config:

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["Progress", "LOG_EVERY"]
+__all__ = ["Progress", "LOG_EVERY", "xgboost_progress"]
 
 log = logging.getLogger("mva.progress")
 
@@ -35,11 +35,14 @@ class Progress:
             self._bar = tqdm(total=total, desc=f"mva: {what}", unit=f" {unit}", file=sys.stderr,
                              leave=False, dynamic_ncols=True)
 
-    def update(self, n: int = 1) -> None:
+    def update(self, n: int = 1, **info: float) -> None:
+        """``n`` more units done; ``info`` (e.g. ``loss=0.31``) is shown beside the count."""
         self.done += n
         if not self.enabled:
             return
         if self._bar is not None:
+            if info:
+                self._bar.set_postfix({k: f"{v:.4g}" for k, v in info.items()}, refresh=False)
             self._bar.update(n)
             return
         now = time.monotonic()
@@ -47,8 +50,9 @@ class Progress:
             self._last = now
             rate = self.done / max(now - self._t0, 1e-9)
             left = (self.total - self.done) / rate if rate > 0 else float("inf")
-            log.info("%s: %d/%d %s (%.1f/s, %.0f s left)", self.what, self.done, self.total,
-                     self.unit, rate, left)
+            extra = "".join(f", {k} {v:.4g}" for k, v in info.items())
+            log.info("%s: %d/%d %s (%.1f/s, %.0f s left%s)", self.what, self.done, self.total,
+                     self.unit, rate, left, extra)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -60,6 +64,30 @@ class Progress:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def xgboost_progress(total: int, what: str) -> Any:
+    """An xgboost ``TrainingCallback`` that counts trees (boosting rounds) in a :class:`Progress`,
+    with the latest value of each evaluation metric (e.g. the validation log loss) beside it."""
+    import xgboost as xgb
+
+    class _Callback(xgb.callback.TrainingCallback):
+        def before_training(self, model: Any) -> Any:
+            self.progress = Progress(total, what, "trees")
+            return model
+
+        def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
+            info = {f"{data} {metric}": float(values[-1])
+                    for data, metrics in evals_log.items() for metric, values in metrics.items()
+                    if len(values)}
+            self.progress.update(1, **info)
+            return False
+
+        def after_training(self, model: Any) -> Any:
+            self.progress.close()
+            return model
+
+    return _Callback()
 
 
 def _is_terminal() -> bool:

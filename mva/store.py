@@ -133,7 +133,9 @@ def _save_one(mdir: Path, tm: TrainedMethod) -> dict[str, Any]:
     for fname, data in blobs.items():
         (mdir / fname).write_bytes(data)
     files = {p.name: sha256(p) for p in sorted(mdir.iterdir()) if p.is_file()}
-    return {"preprocess": tm.pipeline.to_dict(), "files": files, "notes": tm.model.notes_}
+    # the model's own parameters: those of the method, or a fold's tuned ones (tune)
+    return {"params": tm.params, "preprocess": tm.pipeline.to_dict(), "files": files,
+            "notes": tm.model.notes_}
 
 
 def fold_dir(name: str, k: int) -> str:
@@ -315,9 +317,10 @@ def _load_one(mdir: Path, root: Path, name: str, entry: dict[str, Any], files: d
     except KeyError:
         raise InputError(f"{mdir}: unknown method type {entry['type']!r} in the manifest "
                          "(made by a newer mva?)") from None
+    params = files.get("params") if isinstance(files.get("params"), dict) else None
+    params = params if params is not None else entry.get("params") or {}
     try:
-        model = cls.from_state(entry.get("params") or {}, task, (meta, arrays, blobs),
-                               n_classes=n_classes)
+        model = cls.from_state(params, task, (meta, arrays, blobs), n_classes=n_classes)
     except KeyError as exc:
         raise InputError(f"{mdir}: model file or entry {exc} missing (not listed in the "
                          "manifest?)") from None
@@ -328,4 +331,4 @@ def _load_one(mdir: Path, root: Path, name: str, entry: dict[str, Any], files: d
     except (KeyError, ValueError, TypeError, IndexError) as exc:
         raise InputError(f"{mdir}: unusable preprocessing in the manifest "
                          f"({type(exc).__name__}: {exc})") from None
-    return TrainedMethod(name, entry["type"], entry.get("params") or {}, pipeline, model)
+    return TrainedMethod(name, entry["type"], params, pipeline, model)

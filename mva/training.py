@@ -37,6 +37,8 @@ class MethodResult:
     sigma_test: np.ndarray | None
     metrics: dict[str, Any]
     fit_seconds: float
+    #: ``metrics.json``'s ``tuning`` of a tuned method (a list, one per fold, for k-fold)
+    tuning: Any = None
 
 
 @dataclass
@@ -60,9 +62,15 @@ class RunResult:
 
 
 def _fit_method(cfg: Config, task: Any, spec: Any, tr: Events, te: Events, w_train: np.ndarray,
-                w_test_norm: np.ndarray, score: Events | None = None) -> MethodResult:
+                w_test_norm: np.ndarray | None, score: Events | None = None,
+                train_scores: bool = True, quiet: bool = False) -> MethodResult:
     """Fit one method on ``tr`` (its preprocessing and any validation split from ``tr`` only);
-    score ``te`` and, as training scores, ``score`` (default: ``tr``)."""
+    score ``te`` and, as training scores, ``score`` (default: ``tr``; none without
+    ``train_scores``). A method with ``tune`` is first tuned by cross-validation on ``tr``
+    (:mod:`mva.tuning`) and then fitted with the best parameters."""
+    tuning = None
+    if getattr(spec, "tune", None):
+        spec, tuning = _tune(cfg, task, spec, tr, w_train)
     cls = method_class(spec.type)
     model = cls(spec.params, cfg.task, seed=cfg.split.seed, n_classes=task.n_classes)
     steps = spec.preprocess if spec.preprocess is not None else cls.default_preprocess
@@ -79,14 +87,76 @@ def _fit_method(cfg: Config, task: Any, spec: Any, tr: Events, te: Events, w_tra
         validation = (Xtr[val_idx], ytr[val_idx], w_train[val_idx])
         model.fit(Xtr[fit_idx], ytr[fit_idx], w_train[fit_idx], validation=validation)
     else:
-        monitor = (Xte, task.y(te), w_test_norm) if cls.supports_validation else None
+        monitor = ((Xte, task.y(te), w_test_norm)
+                   if cls.supports_validation and w_test_norm is not None else None)
         model.fit(Xtr, ytr, w_train, monitor=monitor)
     fit_seconds = time.perf_counter() - t0
-    p_tr, s_tr = model.predict_with_sigma(Xtr if score is None
-                                          else pipeline.transform(score.features))
+    if getattr(model, "training_events_", None) is None:   # a method that does not say
+        model.training_events_ = len(fit_idx) if fraction > 0 else len(Xtr)
+    if tuning is not None:
+        fit_seconds += tuning["seconds"]
+        best = ", ".join(f"{k} {_short(v)}" for k, v in tuning["best_params"].items())
+        model.notes_.insert(0, f"tuned ({tuning['trials']} trials, {tuning['folds']}-fold "
+                               f"cross-validation on the training sample): {best}; "
+                               f"{tuning['metric']} {tuning['best_score']:.5g}")
+    if not quiet:
+        for note in model.notes_:
+            if note.startswith(("default", "tuned")):
+                log.info("%s: %s", spec.name, note)
+    p_tr = s_tr = None
+    if train_scores:
+        p_tr, s_tr = model.predict_with_sigma(Xtr if score is None
+                                              else pipeline.transform(score.features))
     p_te, s_te = model.predict_with_sigma(Xte)
     trained = TrainedMethod(spec.name, spec.type, spec.params, pipeline, model)
-    return MethodResult(trained, p_tr, p_te, s_tr, s_te, {}, fit_seconds)
+    return MethodResult(trained, p_tr, p_te, s_tr, s_te, {}, fit_seconds, tuning)
+
+
+def _short(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else json.dumps(v)
+
+
+def _tune(cfg: Config, task: Any, spec: Any, tr: Events, w_train: np.ndarray
+          ) -> tuple[Any, dict[str, Any]]:
+    """``spec`` with the parameters that ``spec.tune`` finds best in cross-validation on the
+    training events ``tr`` (folds per class, seeded), and the ``tuning`` entry of
+    ``metrics.json``."""
+    from mva.config import Split
+    from mva.split import KFold
+    from mva.tuning import score, tune_method
+
+    t0 = time.perf_counter()
+    tune = spec.tune
+    labels = tr.labels if task.groups else None
+    folds = KFold(Split(folds=tune["folds"], seed=cfg.split.seed)).folds(labels, len(tr),
+                                                                          task.groups)
+    parts = [(tr.subset(f.train), tr.subset(f.test), w_train[f.train]) for f in folds]
+
+    def fit_fold(params: dict[str, Any], k: int) -> float:
+        fit_tr, held_out, w_fit = parts[k]
+        trial = spec.model_copy(update={"params": params, "tune": None})
+        res = _fit_method(cfg, task, trial, fit_tr, held_out, w_fit, None, train_scores=False,
+                          quiet=True)
+        return score(tune["metric"], cfg.task, res.pred_test, task.y(held_out),
+                     held_out.weights)
+
+    log.info("tuning %s: %d trials, %d-fold cross-validation on %d training events",
+             spec.name, tune["trials"], tune["folds"], len(tr))
+    # the trial fits' own progress lines (neighbour search, subsampling) would drown the
+    # trials' lines: only their warnings
+    quiet = logging.getLogger("mva.methods")
+    level = quiet.level
+    quiet.setLevel(max(level, logging.WARNING))
+    try:
+        tuning = tune_method(spec.type, cfg.task, dict(spec.params), tune, fit_fold,
+                             seed=cfg.split.seed, name=spec.name)
+    finally:
+        quiet.setLevel(level)
+    tuning["seconds"] = time.perf_counter() - t0
+    best = method_class(spec.type).Params(**{**spec.params, **tuning["best_params"]})
+    log.info("%s: best %s %.5g (trial %d) with %s", spec.name, tuning["metric"],
+             tuning["best_score"], tuning["best_trial"], tuning["best_params"])
+    return spec.model_copy(update={"params": best.model_dump()}), tuning
 
 
 def fit_fold(cfg: Config, task: Any, spec: Any, events: Events, fold: Fold) -> MethodResult:
@@ -117,12 +187,14 @@ def _combine_folds(spec: Any, folds: list[Fold], results: list[MethodResult], n:
 
     tests, trains = [f.test for f in folds], [f.score_train for f in folds]
     trained = FoldedMethod(spec.name, spec.type, spec.params, [r.trained for r in results])
+    tuning = ([r.tuning for r in results] if any(r.tuning is not None for r in results)
+              else None)
     return MethodResult(
         trained, gather([r.pred_train for r in results], trains),
         gather([r.pred_test for r in results], tests),
         gather([r.sigma_train for r in results], trains),
         gather([r.sigma_test for r in results], tests), {},
-        sum(r.fit_seconds for r in results))
+        sum(r.fit_seconds for r in results), tuning)
 
 
 def _trees(run: RunResult, methods: dict[str, MethodResult] | None = None
@@ -335,17 +407,18 @@ def _portable(res: MethodResult) -> tuple:
     tm = res.trained
     model = tm.model
     return (res.pred_train, res.pred_test, res.sigma_train, res.sigma_test, res.fit_seconds,
-            model.state(), tm.pipeline.to_dict(), model.history_, model.notes_)
+            model.state(), tm.pipeline.to_dict(), model.history_, model.notes_, tm.params,
+            res.tuning, model.training_events_)
 
 
 def _restore(cfg: Config, spec: Any, portable: tuple) -> MethodResult:
     """The :class:`MethodResult` of :func:`_portable`."""
-    p_tr, p_te, s_tr, s_te, seconds, state, pipe, history, notes = portable
+    p_tr, p_te, s_tr, s_te, seconds, state, pipe, history, notes, params, tuning, n_fit = portable
     cls = method_class(spec.type)
-    model = cls.from_state(spec.params, cfg.task, state, n_classes=cfg.task_.n_classes)
-    model.history_, model.notes_ = history, notes
-    trained = TrainedMethod(spec.name, spec.type, spec.params, Pipeline.from_dict(pipe), model)
-    return MethodResult(trained, p_tr, p_te, s_tr, s_te, {}, seconds)
+    model = cls.from_state(params, cfg.task, state, n_classes=cfg.task_.n_classes)
+    model.history_, model.notes_, model.training_events_ = history, notes, n_fit
+    trained = TrainedMethod(spec.name, spec.type, params, Pipeline.from_dict(pipe), model)
+    return MethodResult(trained, p_tr, p_te, s_tr, s_te, {}, seconds, tuning)
 
 
 def _fit_fold_portable(spec: Any, fold: Fold) -> tuple:
@@ -474,8 +547,17 @@ def _evaluate_all(run: RunResult, fitted: dict[str, MethodResult], out: Path | N
         if run.folds is not None:
             res.metrics["folds"], res.metrics["cv"] = _fold_metrics(run, res)
         res.metrics["fit_seconds"] = res.fit_seconds
+        # the events the fit really used (the SVM's subset, without validation events); k-fold:
+        # the mean over the fold models
+        res.metrics["training_events"] = int(round(np.mean(
+            [tm.model.training_events_ for tm in getattr(res.trained, "folds", [res.trained])])))
+        if res.tuning is not None:
+            res.metrics["tuning"] = (res.tuning if isinstance(res.tuning, dict)
+                                     else {"folds": res.tuning})
         if res.trained.model.notes_:
             res.metrics["notes"] = res.trained.model.notes_
+        for text in res.metrics.get("warnings", []):
+            log.warning("%s: %s", name, text)
         run.methods[name] = res
         if plotter is not None:
             plotter.submit(figures.method_jobs(run, name, plot_dir))

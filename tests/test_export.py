@@ -55,6 +55,10 @@ METHOD_SETS: dict[str, dict[str, dict]] = {
         "svm": {"type": "svm"},
         "svm_poly": {"type": "svm", "kernel": "poly", "degree": 2, "preprocess": ["pca"]},
         "svm_linear": {"type": "svm", "kernel": "linear", "preprocess": ["gauss"]},
+        # the Nystroem solver: a kernel expansion over landmarks, exported as support vectors
+        "svm_nystroem": {"type": "svm", "solver": "nystroem", "n_components": 40},
+        "svm_nystroem_poly": {"type": "svm", "solver": "nystroem", "n_components": 30,
+                              "kernel": "poly", "degree": 2, "coef0": 1.0},
         "knn": {"type": "knn", "k": 10},
         "knn_gauss": {"type": "knn", "k": 10, "preprocess": ["gauss"]},
     },
@@ -64,6 +68,7 @@ METHOD_SETS: dict[str, dict[str, dict]] = {
         "fisher": {"type": "linear", "preprocess": ["decorrelate"]},
         "logistic": {"type": "linear", "method": "logistic"},
         "svm": {"type": "svm", "preprocess": ["gauss"]},
+        "svm_nystroem": {"type": "svm", "solver": "nystroem", "n_components": 40},
         "knn": {"type": "knn", "k": 10, "preprocess": ["minmax"]},
     },
     "regression": {
@@ -74,6 +79,7 @@ METHOD_SETS: dict[str, dict[str, dict]] = {
         "mlp_dcb": {**FAST_MLP, "loss": "double_crystal_ball"},
         "linear": {"type": "linear", "preprocess": ["uniform"]},
         "svm": {"type": "svm"},
+        "svm_nystroem": {"type": "svm", "solver": "nystroem", "n_components": 40},
         "knn": {"type": "knn", "k": 10, "preprocess": ["decorrelate"]},
     },
     "regression2": {
@@ -581,6 +587,20 @@ def test_knn_beyond_the_size_limit_is_refused(binary_run: Path, tmp_path: Path) 
     result = export_run(binary_run, out, knn_max_values=799)
     assert {m.method for m in result.models} == set(METHOD_SETS["classification"]) - {
         "knn", "knn_gauss"}
+
+
+def test_knn_with_the_approximate_index_is_refused(base: Path, tmp_path: Path) -> None:
+    """The graph computes exact neighbours; a kNN that used the HNSW index would not match."""
+    cfg = _config(base, "classification")
+    cfg["methods"] = {"knn_hnsw": {"type": "knn", "k": 10, "search": "hnsw"}, "fisher": {
+        "type": "linear"}}
+    run_dir = _train(base, "knn_hnsw", cfg)
+    out = tmp_path / "exported"
+    with pytest.raises(ExportError, match=r"knn_hnsw: cannot be exported as onnx: it found its "
+                       r"neighbours with an approximate index \(search: hnsw\)"):
+        export_run(run_dir, out, methods=["knn_hnsw"])
+    assert not out.exists()
+    assert [m.method for m in export_run(run_dir, out, check=True).models] == ["fisher"]
 
 
 def test_missing_package_names_the_extra(binary_run: Path, tmp_path: Path, monkeypatch) -> None:

@@ -282,10 +282,10 @@ def test_best_method_and_overtraining_warnings_follow_metrics(runs: tuple[Path, 
     def edit(m: dict[str, Any]) -> None:
         m["methods"]["bdt"]["test"]["roc_auc"] = 0.70
         m["methods"]["fisher"]["test"]["roc_auc"] = 0.99
-        m["methods"]["bdt"]["overtraining"] = {"ks_pvalue_signal": 0.01,
-                                               "ks_pvalue_background": 0.0499}
-        # the boundary is not a warning: p < 0.05 is
-        m["methods"]["fisher"]["overtraining"] = {"ks_pvalue_signal": 0.05,
+        m["methods"]["bdt"]["overtraining"] = {"ks_pvalue_signal": 0.001,
+                                               "ks_pvalue_background": 0.0099}
+        # the boundary is not a warning: p < 0.01 is (the overtraining warning's threshold)
+        m["methods"]["fisher"]["overtraining"] = {"ks_pvalue_signal": 0.01,
                                                   "ks_pvalue_background": 0.9}
 
     _edit_metrics(run, edit)

@@ -74,6 +74,15 @@ def method_jobs(run: Any, name: str, outdir: Path) -> list[Job]:
         stem = plot_stem(outdir, "loss", name)
         jobs.append(("plot_loss", (name, res.trained.model.history_, stem),
                      {**kw, "xlabel": xlabel}, plot_record(stem, "loss", name)))
+    tuning = res.metrics.get("tuning")
+    if tuning:
+        # one search, or one per fold (k-fold runs)
+        searches = ({"": tuning} if "history" in tuning else
+                    {f"fold {k}": t for k, t in enumerate(tuning.get("folds", [])) if t})
+        if searches:
+            stem = plot_stem(outdir, "tuning", name)
+            jobs.append(("plot_tuning", (name, searches, stem), kw,
+                         plot_record(stem, "tuning", name)))
     return jobs + run.task.method_plots(run, name, outdir, kw)
 
 

@@ -169,6 +169,11 @@ def _why_not(fmt: str, unit: _Unit, knn_max_values: int) -> str | None:
                     f"exceed {knn_max_values}, up to which a kNN graph is sensible (every "
                     "training event is a constant in the file and each evaluation computes the "
                     "distance to all of them); use a BDT or MLP, or train the kNN on fewer events")
+        search = getattr(unit.trained.model, "search_", None)
+        if search is not None and search.kind != "exact":
+            return (f"it found its neighbours with an approximate index (search: {search.kind}) "
+                    "and the graph computes the exact ones, so their scores would differ; train "
+                    "it with search: exact")
     return None
 
 

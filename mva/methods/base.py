@@ -47,6 +47,9 @@ class Method:
     #: the fit sets negative event weights to 0 (so the class composition it learns is that of
     #: the clipped weights)
     clips_negative_weights: ClassVar[bool] = True
+    #: events the last fit really used (a subset, or without the validation events); set by
+    #: ``fit``, recorded as ``training_events`` in ``metrics.json``
+    training_events_: int | None = None
 
     def __init__(self, params: dict[str, Any], task: str, seed: int = 0, n_classes: int = 2):
         self.params = self.Params(**params)

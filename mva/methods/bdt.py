@@ -43,15 +43,27 @@ def _sample(rng: np.random.Generator, X: np.ndarray, y: np.ndarray, w: np.ndarra
 
 
 class BDTParams(Params):
-    n_estimators: int = Field(500, ge=1, le=100_000)
-    max_depth: int = Field(3, ge=1, le=20)
+    """BDT parameters. ``None`` means: chosen for the training sample at fit time (recorded in
+    the model's notes); a value given in the config is used as it is."""
+
+    #: the most trees: with early stopping (the default) training ends when the validation loss
+    #: has not improved for ``early_stopping_rounds`` trees, and the best iteration is kept
+    n_estimators: int = Field(1000, ge=1, le=100_000)
+    #: None: 2 below 10 000 training events, else 3; 3 for regression
+    #: (:func:`mva.methods.adaptive.bdt_max_depth`)
+    max_depth: int | None = Field(None, ge=1, le=20)
     learning_rate: float = Field(0.1, gt=0, le=1, allow_inf_nan=False)
-    subsample: float = Field(0.8, gt=0, le=1, allow_inf_nan=False)
+    subsample: float = Field(0.5, gt=0, le=1, allow_inf_nan=False)
     colsample: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
-    min_child_weight: float = Field(1.0, ge=0, allow_inf_nan=False)
+    #: smallest sum of hessians in a leaf, with the training weights scaled to mean 1 (so in
+    #: units of events); None: max(1, sqrt(n) / 4) for n training events
+    min_child_weight: float | None = Field(None, ge=0, allow_inf_nan=False)
     reg_lambda: float = Field(1.0, ge=0, allow_inf_nan=False)
     max_bin: int = Field(256, ge=2, le=65_536)
-    #: stop when the validation loss has not improved for this many trees (None: never)
+    #: hold out ``validation_fraction`` of the training events (per class) and stop adding
+    #: trees when their loss stops improving
+    early_stopping: bool = True
+    #: trees without improvement before stopping; None: max(20, 5 / learning_rate)
     early_stopping_rounds: int | None = Field(None, ge=1, le=100_000)
     validation_fraction: float = Field(0.2, gt=0, lt=1, allow_inf_nan=False)
     loss: Literal["squared_error", "absolute_error", "huber"] = "squared_error"
@@ -69,16 +81,49 @@ _REG_OBJECTIVE = {
 }
 
 
+def _weighted_medians(label: np.ndarray, w: np.ndarray) -> float | list[float]:
+    """The weighted median of each target: the intercept of the Huber loss. xgboost's own
+    estimate for ``reg:pseudohubererror`` is far off (xgboost 3.2 starts from ~1e4 on a target
+    of ~20), and with gradients bounded by the slope the trees never recover from it."""
+    from mva.evaluation.regression import weighted_median
+
+    T = as_2d(label)
+    ww = w if w.sum() > 0 else np.ones(len(w))
+    medians = [float(weighted_median(T[:, j], ww)) for j in range(T.shape[1])]
+    return medians[0] if len(medians) == 1 else medians
+
+
 class BDT(Method):
     Params = BDTParams
     default_preprocess: list[str] = []
     supports_validation = True
 
     def wants_validation(self) -> float:
-        return self.params.validation_fraction if self.params.early_stopping_rounds else 0.0
+        return self.params.validation_fraction if self.params.early_stopping else 0.0
+
+    def _resolve(self, n_events: int) -> dict:
+        """The parameters left to the sample (``None``), chosen for ``n_events`` training
+        events and recorded in the notes; the given ones as they are."""
+        from mva.methods import adaptive
+
+        p = self.params
+        chosen = {}
+        if p.max_depth is None:
+            chosen["max_depth"] = adaptive.bdt_max_depth(n_events, self.task)
+        if p.min_child_weight is None:
+            chosen["min_child_weight"] = adaptive.bdt_min_child_weight(n_events)
+        if p.early_stopping and p.early_stopping_rounds is None:
+            chosen["early_stopping_rounds"] = adaptive.early_stopping_rounds(p.learning_rate)
+        if chosen:
+            self.notes_.append(f"defaults for {n_events} training events: " + ", ".join(
+                f"{k} {v:.3g}" for k, v in chosen.items()))
+        self.resolved_ = {"max_depth": p.max_depth, "min_child_weight": p.min_child_weight,
+                          "early_stopping_rounds": p.early_stopping_rounds, **chosen}
+        return self.resolved_
 
     def _booster_params(self, n_targets: int, n_events: int) -> dict:
         p = self.params
+        r = self.resolved_
         if self.is_classification:
             objective, metric = "binary:logistic", "logloss"
         elif self.is_multiclass:
@@ -87,8 +132,8 @@ class BDT(Method):
             objective, metric = _REG_OBJECTIVE[p.loss]
         params = {
             "objective": objective, "eval_metric": metric, "tree_method": "hist",
-            "max_depth": p.max_depth, "eta": p.learning_rate, "subsample": p.subsample,
-            "colsample_bytree": p.colsample, "min_child_weight": p.min_child_weight,
+            "max_depth": r["max_depth"], "eta": p.learning_rate, "subsample": p.subsample,
+            "colsample_bytree": p.colsample, "min_child_weight": r["min_child_weight"],
             "lambda": p.reg_lambda, "max_bin": p.max_bin, "seed": self.seed,
             "nthread": n_threads(p.n_jobs, n_events),
         }
@@ -96,6 +141,7 @@ class BDT(Method):
             params["num_class"] = self.n_classes
         elif not self.is_classification and p.loss == "huber":
             params["huber_slope"] = p.huber_slope
+            params["base_score"] = r["base_score"]
         if n_targets > 1:
             params["multi_strategy"] = "multi_output_tree"
         return params
@@ -109,7 +155,6 @@ class BDT(Method):
         return as_2d(y)
 
     def fit(self, X, y, w, validation=None, monitor=None):
-
         label = self._label(y)
         # multiclass grows one single-output tree per class: one target, not multi_output_tree
         n_targets = label.shape[1] if label.ndim == 2 else 1
@@ -117,6 +162,17 @@ class BDT(Method):
         n_neg = int(np.sum(w < 0))
         if n_neg:
             self.notes_.append(f"{n_neg} training events with negative weight used with weight 0")
+        # weights of mean 1 over the events that count: min_child_weight and reg_lambda then
+        # mean the same whatever the normalisation of the weights (split.normalization: none)
+        w = positive_weights(w)
+        n_pos = int(np.count_nonzero(w))
+        if n_pos and w.sum() > 0:
+            w = w * (n_pos / w.sum())
+        if validation is not None and not self.params.early_stopping:
+            validation = None
+        self._resolve(n_pos)
+        if not self.is_classification and not self.is_multiclass and self.params.loss == "huber":
+            self.resolved_["base_score"] = _weighted_medians(label, w)
         params = self._booster_params(n_targets, len(X))
         if validation is not None:
             Xv, yv, wv = validation
@@ -140,7 +196,13 @@ class BDT(Method):
         best = getattr(self.booster_, "best_iteration", None)
         self.best_iteration_ = int(best) + 1 if validation is not None and best is not None else self.n_trees_
         if self.best_iteration_ < self.n_trees_:
-            self.notes_.append(f"early stopping: best iteration {self.best_iteration_}")
+            self.notes_.append(f"early stopping: best iteration {self.best_iteration_} of "
+                               f"{self.n_trees_} trees")
+        elif validation is not None and self.n_trees_ == self.params.n_estimators:
+            msg = (f"the validation loss was still falling at n_estimators = {self.n_trees_} "
+                   "trees: more trees (or a larger learning_rate) may do better")
+            log.info("bdt: %s", msg)
+            self.notes_.append(msg)
         self.fitted_ = True
         return self
 
@@ -155,11 +217,15 @@ class BDT(Method):
             # early stopping needs xgboost's own per-tree evaluation of the validation sample
             Xv, yv, wv = validation
             evals = [(xgb.QuantileDMatrix(Xv, label=yv, weight=positive_weights(wv),
-                                          ref=dtrain), "validation")]
+                                          ref=dtrain, max_bin=self.params.max_bin),
+                      "validation")]
+        from mva.progress import xgboost_progress
+
         booster = xgb.train(
             params, dtrain, num_boost_round=self.params.n_estimators,
             evals=evals, evals_result=result, verbose_eval=False,
-            early_stopping_rounds=self.params.early_stopping_rounds if evals else None,
+            callbacks=[xgboost_progress(self.params.n_estimators, "bdt: training")],
+            early_stopping_rounds=self.resolved_["early_stopping_rounds"] if evals else None,
         )
         return booster, result
 
@@ -194,7 +260,7 @@ class BDT(Method):
         params = {k: v for k, v in params.items() if k != "nthread"}  # the workers' threads
         out = dxgb.train(client, params, dtrain, num_boost_round=self.params.n_estimators,
                          evals=evals, verbose_eval=False,
-                         early_stopping_rounds=self.params.early_stopping_rounds if evals
+                         early_stopping_rounds=self.resolved_["early_stopping_rounds"] if evals
                          else None)
         self.notes_.append(f"trained with xgboost.dask on {n_workers} workers")
         return out["booster"], out["history"]

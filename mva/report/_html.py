@@ -50,6 +50,9 @@ background:#2e7d32;color:#fff;font-family:-apple-system,"Segoe UI",Roboto,Arial,
 td.warn{background:#fdecea;color:#a8231b;font-weight:600}
 .note{color:#5b636b;font-size:13px}
 ul.notes{margin:4px 0;padding-left:20px;font-size:14px}
+div.warnings{background:#fdecea;border:1px solid #f3b8b1;border-radius:4px;padding:6px 12px;
+margin:8px 0;font-size:14px;color:#7d1a13}
+div.warnings p{margin:3px 0}
 pre{background:#f5f7f9;border:1px solid #e1e5e9;border-radius:4px;padding:10px 12px;
 font-size:13px;overflow-x:auto;white-space:pre}
 figure{display:inline-block;vertical-align:top;width:48%;margin:8px 1% 14px 0}

@@ -31,6 +31,8 @@ _CAPTIONS = {
     "probability": "Signal probability P(S|y) and the class densities",
     "reliability": "Reliability of P(S|y): observed signal fraction versus predicted",
     "loss": "Training and validation loss",
+    "tuning": "Hyper-parameter tuning: cross-validated score of every trial (best so far as a "
+              "line, pruned trials as crosses) and the parameter importances",
     "pred_vs_true": "Prediction versus true target (test sample)",
     "profiles": "Residual profiles versus the inputs (test sample)",
     "pulls": "Pulls: residual / predicted width (test sample)",
@@ -46,7 +48,7 @@ _CAPTIONS = {
 }
 _METHOD_ORDER = ("overtraining", "fold_roc", "confusion", "scores", "cut_efficiencies",
                  "probability", "reliability", "class_reliability", "loss", "pred_vs_true",
-                 "profiles", "pulls", "width_calibration")
+                 "profiles", "pulls", "width_calibration", "tuning")
 
 
 def _png_size(data: bytes) -> tuple[int, int] | None:

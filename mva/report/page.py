@@ -21,6 +21,7 @@ from mva.report.summary import (
     _notes,
     _ranking,
     cv_table,
+    warnings_box,
 )
 
 log = logging.getLogger("mva.report")  # one logger for the whole report, as before the split
@@ -93,7 +94,7 @@ def build_report(runs: Sequence[RunFiles]) -> str:
 
     sections: list[tuple[str, str, str]] = []  # (id, title, body)
     summary = run.task_.report_summary(run)
-    sections.append(("summary", "Summary", summary + _notes(run)))
+    sections.append(("summary", "Summary", summary + warnings_box(run) + _notes(run)))
     cv = cv_table(run)
     if cv:
         sections.append(("cv", "Cross-validation", cv))

@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from mva.evaluation.overtraining import KS_PVALUE
 from mva.report._html import (
     _BEST,
     _argbest,
@@ -25,8 +26,8 @@ from mva.report.run_files import RunFiles
 EFF_BKG_KEYS = ("0.01", "0.1", "0.3")
 _ERR_NOTE = ("± : statistical uncertainty (one standard deviation) from the finite, weighted "
              "test sample.")
-# a KS p-value below this flags a train/test difference (TMVA's overtraining check)
-KS_WARN = 0.05
+# a KS p-value below this flags a train/test difference (the overtraining warning's threshold)
+KS_WARN = KS_PVALUE
 
 
 def classification_summary(run: RunFiles) -> str:
@@ -149,6 +150,17 @@ def regression_summary(run: RunFiles) -> str:
     return _table(head, rows, "summary") + note + method_comparison(run)
 
 
+def _method_warnings(m: Mapping[str, Any]) -> list[str]:
+    return [str(w) for w in (m.get("warnings") or []) if w]
+
+
+def warnings_box(run: RunFiles) -> str:
+    """The methods' warnings (overtraining), in a box under the summary; empty without any."""
+    items = [f"<p><strong>{_esc(name)}</strong>: {_esc(w)}</p>"
+             for name, m in run.methods.items() for w in _method_warnings(m)]
+    return f'<div class="warnings">{"".join(items)}</div>' if items else ""
+
+
 def _notes(run: RunFiles) -> str:
     items = []
     for name, m in run.methods.items():
@@ -243,11 +255,57 @@ def _method_details(run: RunFiles, name: str) -> str:
     if isinstance(steps, list):
         names = [str(s.get("name", "?")) if isinstance(s, Mapping) else str(s) for s in steps]
         parts.append(f"<p class=\"note\">preprocessing: {_esc(', '.join(names) or 'none')}</p>")
+    tuning = _get(run.methods, name, "tuning")
+    if isinstance(tuning, Mapping) and tuning:
+        parts.append(_tuning_block(tuning))
+    warned = _method_warnings(run.methods.get(name) or {})
+    if warned:
+        parts.append('<div class="warnings">' + "".join(f"<p>{_esc(w)}</p>" for w in warned)
+                     + "</div>")
     notes = _method_notes(run, name, run.methods.get(name) or {})
     if notes:
         parts.append('<ul class="notes">' + "".join(f"<li>{_esc(n)}</li>" for n in notes)
                      + "</ul>")
     return "\n".join(parts)
+
+
+def _tuning_block(tuning: Mapping[str, Any]) -> str:
+    """The outcome of a method's hyper-parameter search: best parameters and score, trials,
+    parameter importances (one row per fold for k-fold runs)."""
+    searches = ([("", tuning)] if "history" in tuning else
+                [(f"fold {k}", t) for k, t in enumerate(tuning.get("folds") or [])
+                 if isinstance(t, Mapping)])
+    if not searches:
+        return ""
+    first = searches[0][1]
+    metric = str(first.get("metric", "score"))
+    params = list(dict.fromkeys(k for _, t in searches for k in (t.get("best_params") or {})))
+    head = ("<tr>" + ("" if len(searches) == 1 else _th("fold", num=False))
+            + _th(f"best {metric}", title=f"mean {metric} over the {first.get('folds')} "
+                                           "cross-validation folds of the training sample")
+            + _th("trials", title="trials run (complete / pruned / failed)")
+            + "".join(_th(p, num=False, title="best value") for p in params) + "</tr>")
+    rows = []
+    for label, t in searches:
+        best = t.get("best_params") or {}
+        counts = f"{t.get('trials')} ({t.get('complete')} / {t.get('pruned')} / {t.get('failed')})"
+        cells = ([] if len(searches) == 1 else [f"<td>{_esc(label)}</td>"])
+        cells += [_num_cell(t.get("best_score"), "#.5g"), f'<td class="num">{_esc(counts)}</td>']
+        cells += [f"<td><code>{_esc(_compact(_round(best[p])) if p in best else '–')}</code>"
+                  "</td>" for p in params]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    imp = first.get("importances") or {}
+    imp_text = (", ".join(f"{k} {_fmt(v, '.2f')}" for k, v in imp.items()) if imp
+                else "not available")
+    note = (f"<p class=\"note\">Hyper-parameter tuning: optuna TPE (seed {_esc(first.get('seed'))}"
+            f", {_esc(first.get('direction'))} {_esc(metric)}), {_esc(first.get('folds'))}-fold "
+            "cross-validation on the training sample, median pruning; the best parameters were "
+            f"refit on the whole training sample. Parameter importances: {_esc(imp_text)}.</p>")
+    return _table(head, rows, "tuning") + note
+
+
+def _round(v: Any) -> Any:
+    return float(f"{v:.4g}") if isinstance(v, float) else v
 
 
 def _compact(v: Any) -> str:

@@ -10,7 +10,8 @@ import numpy as np
 
 from mva.errors import ConfigError, InputError
 
-__all__ = ["Task", "Sample", "ClassificationTask", "Job", "pm", "comparison_lines"]
+__all__ = ["Task", "Sample", "ClassificationTask", "Job", "pm", "comparison_lines",
+           "warning_lines"]
 
 #: a plot: (function of :mod:`mva.evaluation.plots`, args, kwargs, record for the report)
 Job = tuple[str, tuple, dict, dict]
@@ -43,6 +44,14 @@ def comparison_lines(metrics: dict[str, Any], prefix: str = "") -> list[str]:
         out.append(f"{prefix}{key}: {c['best']} is {verdict} better than {c['next']} "
                    f"({detail}; threshold {c['threshold']:g} sigma, paired on the test events)")
     return [""] + out if out and not prefix else out
+
+
+def warning_lines(run: Any) -> list[str]:
+    """The methods' warnings (``metrics.json``: ``warnings``, e.g. overtraining), one printed
+    line each, after a blank line; none without warnings."""
+    out = [f"warning: {name}: {text}" for name, res in run.methods.items()
+           for text in res.metrics.get("warnings", [])]
+    return [""] + out if out else []
 
 
 @dataclass(frozen=True)

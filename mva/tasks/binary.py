@@ -15,7 +15,7 @@ from mva.errors import ConfigError
 from mva.evaluation import classification as cm
 from mva.evaluation import uncertainty as unc
 from mva.tasks._folds import fold_roc_jobs
-from mva.tasks.base import ClassificationTask, Job, comparison_lines, pm
+from mva.tasks.base import ClassificationTask, Job, comparison_lines, pm, warning_lines
 
 __all__ = ["Binary", "EFF_BKG", "classification_metrics", "expected_yields"]
 
@@ -177,6 +177,11 @@ class Binary(ClassificationTask):
         }
         metrics.update(signal_probability_extras(res, te, cfg))
         metrics["importance"] = self.importance(res, run)
+        from mva.evaluation.overtraining import binary_warning
+
+        warning = binary_warning(res.trained.type, metrics)
+        if warning:
+            metrics["warnings"] = [warning]
         return metrics
 
     def run_metrics(self, run):
@@ -213,7 +218,8 @@ class Binary(ClassificationTask):
                 f"{pm(te['separation'], te.get('separation_err'), '.3f'):>16}"
                 f"{m['overtraining']['ks_pvalue_signal']:>9.3f}"
                 f"{m['overtraining']['ks_pvalue_background']:>9.3f}{res.fit_seconds:>8.1f}")
-        return "\n".join([head, "-" * len(head), *rows, *comparison_lines(run.metrics)])
+        return "\n".join([head, "-" * len(head), *rows, *comparison_lines(run.metrics),
+                          *warning_lines(run)])
 
     # ------------------------------------------------------------------ plots
     def method_plots(self, run: Any, name: str, outdir: Path, kw: dict) -> list[Job]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from mva.errors import ConfigError, InputError
 from mva.naming import branch_name, class_branch
-from mva.tasks.base import ClassificationTask, Job, comparison_lines, pm
+from mva.tasks.base import ClassificationTask, Job, comparison_lines, pm, warning_lines
 
 __all__ = ["Multiclass", "MAX_CLASSES"]
 
@@ -140,6 +140,11 @@ class Multiclass(ClassificationTask):
         res.trained.extras.update(priors=[float(p) for p in priors],
                                   train_priors=[float(p) for p in train_priors])
         metrics["importance"] = self.importance(res, run)
+        from mva.evaluation.overtraining import multiclass_warning
+
+        warning = multiclass_warning(res.trained.type, metrics)
+        if warning:
+            metrics["warnings"] = [warning]
         return metrics
 
     def run_metrics(self, run):
@@ -177,7 +182,8 @@ class Multiclass(ClassificationTask):
                 + "".join(f"{te['roc_auc_ovr'][c]:>15.4f}" for c in shown)
                 + f"{te['log_loss']:>10.4f}{min(ks) if ks else float('nan'):>10.3f}"
                 f"{res.fit_seconds:>8.1f}")
-        return "\n".join([head, "-" * len(head), *rows, *comparison_lines(run.metrics)])
+        return "\n".join([head, "-" * len(head), *rows, *comparison_lines(run.metrics),
+                          *warning_lines(run)])
 
     # ------------------------------------------------------------------ plots
     def input_plot_options(self, kind, labels):

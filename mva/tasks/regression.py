@@ -10,7 +10,7 @@ import numpy as np
 from mva.errors import ConfigError
 from mva.evaluation import regression as rm
 from mva.evaluation import uncertainty as unc
-from mva.tasks.base import Job, Sample, Task, comparison_lines, pm
+from mva.tasks.base import Job, Sample, Task, comparison_lines, pm, warning_lines
 
 __all__ = ["Regression"]
 
@@ -110,7 +110,8 @@ class Regression(Task):
             rows.append(f"{name:<12}{cells}{te['rms_trunc']:>11.4g}{te['mae']:>11.4g}"
                         f"{pm(te['sigma_eff'], te.get('sigma_eff_err'), '.4g'):>20}"
                         f"{te['median']:>9.4f}{res.fit_seconds:>8.1f}")
-        return "\n".join([head, "-" * len(head), *rows, *comparison_lines(run.metrics)])
+        return "\n".join([head, "-" * len(head), *rows, *comparison_lines(run.metrics),
+                          *warning_lines(run)])
 
     # ------------------------------------------------------------------ plots
     def _part(self, j: int) -> str | None:

@@ -33,8 +33,10 @@ def test_separates_two_gaussians_with_per_tree_history() -> None:
     # the recorded loss is the weighted log-loss of the final model on that sample
     assert m.history_["test"][-1] == pytest.approx(log_loss(yt, s), rel=1e-4)
     assert m.history_["train"][-1] < m.history_["train"][0]
-    # without early stopping no validation split is requested
-    assert m.wants_validation() == 0.0
+    # early stopping is on by default, so a validation split is requested (none was given
+    # here: all 60 trees were grown); switched off, none is requested
+    assert m.wants_validation() == 0.2
+    assert BDT({**FAST, "early_stopping": False}, "classification").wants_validation() == 0.0
 
 
 def test_early_stopping_on_the_validation_set() -> None:
@@ -95,6 +97,29 @@ def test_regression_fits_a_parabola(loss: str) -> None:
     assert rms < 0.2 * np.std(t)
 
 
+@pytest.mark.parametrize("n_targets", [1, 2])
+def test_huber_starts_from_the_weighted_median(n_targets: int) -> None:
+    # xgboost 3.2's own intercept for reg:pseudohubererror is ~1e4 on a target of ~20, and with
+    # gradients bounded by the slope the trees never got back: the prediction was a constant
+    import json
+
+    from mva.evaluation.regression import weighted_median
+
+    rng = np.random.default_rng(40)
+    X = rng.uniform(0, 3, (2000, 2))
+    truth = np.c_[20 + X[:, 0] ** 2, -50 + 2 * X[:, 1]][:, :n_targets]
+    T = truth + rng.normal(0, 0.3, truth.shape)
+    w = rng.uniform(0.5, 1.5, len(X))
+    m = BDT({**FAST, "n_estimators": 300, "loss": "huber"}, "regression").fit(X, T, w)
+    rms = np.sqrt(np.average((m.predict(X) - truth) ** 2, axis=0, weights=w))
+    assert np.all(rms < 0.1 * T.std(axis=0)), rms
+    config = json.loads(m.booster_.save_config())
+    base = config["learner"]["learner_model_param"]["base_score"].strip("[]").split(",")
+    np.testing.assert_allclose([float(b) for b in base],
+                               [weighted_median(T[:, j], w) for j in range(n_targets)],
+                               rtol=1e-6)
+
+
 def test_two_targets() -> None:
     rng = np.random.default_rng(8)
     X = rng.uniform(-2, 2, (1000, 2))
@@ -144,6 +169,7 @@ def test_loss_curves_match_xgboost_own_evaluation(task, loss):
     n = 4000
     X = rng.normal(size=(n, 4))
     w = rng.uniform(0.5, 1.5, n)
+    w /= w.mean()  # the BDT scales the weights to mean 1 (min_child_weight in events)
     if task == "classification":
         y = (rng.random(n) < 0.5).astype(float)
         X[:, 0] += y
@@ -200,6 +226,7 @@ def test_multiclass_loss_curves_match_xgboost_own_evaluation() -> None:
     X, y = three_gaussians(700, seed=23, d=3)
     rng = np.random.default_rng(24)
     w = rng.uniform(0.5, 1.5, len(X))
+    w /= w.mean()  # the BDT scales the weights to mean 1 (min_child_weight in events)
     Xt, yt = three_gaussians(300, seed=25, d=3)
     wt = rng.uniform(0.2, 3.0, len(Xt))
     params = {"n_estimators": 20, "max_depth": 3, "n_jobs": 1}

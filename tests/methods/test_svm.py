@@ -69,7 +69,9 @@ def test_weighted_fit_equals_sklearn_and_honours_weights() -> None:
 
 def test_max_train_events_limits_training_but_scores_all() -> None:
     X, y = two_gaussians(400, seed=6)
-    m = SVM({"max_train_events": 100}, "classification", seed=3).fit(X, y, np.ones(len(X)))
+    # the exact solver on a subset (auto would train the Nystroem machine on all events)
+    params = {"max_train_events": 100, "solver": "exact"}
+    m = SVM(params, "classification", seed=3).fit(X, y, np.ones(len(X)))
     assert m.n_train_ == 100
     assert any("max_train_events" in n and "100 of 800" in n for n in m.notes_)
     # every support vector is one of the training events
@@ -77,9 +79,9 @@ def test_max_train_events_limits_training_but_scores_all() -> None:
     assert m.predict(X).shape == (800,)
     assert roc_auc_score(y, m.predict(X)) > 0.85
     # the subset is seeded: the same seed gives the same model, another seed another one
-    again = SVM({"max_train_events": 100}, "classification", seed=3).fit(X, y, np.ones(len(X)))
+    again = SVM(params, "classification", seed=3).fit(X, y, np.ones(len(X)))
     np.testing.assert_array_equal(again.predict(X), m.predict(X))
-    other = SVM({"max_train_events": 100}, "classification", seed=4).fit(X, y, np.ones(len(X)))
+    other = SVM(params, "classification", seed=4).fit(X, y, np.ones(len(X)))
     assert not np.allclose(other.predict(X), m.predict(X))
     # below the limit nothing is dropped and nothing is noted
     full = SVM({}, "classification").fit(X, y, np.ones(len(X)))
@@ -111,12 +113,13 @@ def test_regression_each_target_equals_sklearn_svr_on_the_standardised_target() 
     X = rng.normal(size=(200, 2))
     T = np.c_[3 * X[:, 0] + 10 + rng.normal(0, 0.5, 200), 0.01 * np.sin(X[:, 1])]
     Xq = rng.normal(size=(40, 2))
-    m = SVM({"kernel": "rbf", "epsilon": 0.05, "tol": 1e-10}, "regression").fit(X, T, np.ones(200))
+    m = SVM({"kernel": "rbf", "C": 2.0, "epsilon": 0.05, "tol": 1e-10}, "regression").fit(
+        X, T, np.ones(200))
     pred = m.predict(Xq)
     assert pred.shape == (40, 2)
     for j in range(2):
         mu, sd = T[:, j].mean(), T[:, j].std()
-        ref = SVR(epsilon=0.05, tol=1e-10).fit(X, (T[:, j] - mu) / sd)
+        ref = SVR(C=2.0, epsilon=0.05, tol=1e-10).fit(X, (T[:, j] - mu) / sd)
         np.testing.assert_allclose(pred[:, j], ref.predict(Xq) * sd + mu, rtol=1e-6, atol=1e-9)
 
 
@@ -217,14 +220,13 @@ def test_multiclass_weightless_class_is_never_predicted_and_weights_matter() -> 
 
 def test_multiclass_max_train_events_limits_training_but_scores_all() -> None:
     X, y = three_classes(200, seed=21)
-    m = SVM({"max_train_events": 150}, "multiclass", n_classes=3, seed=2).fit(X, y,
-                                                                              np.ones(len(X)))
+    params = {"max_train_events": 150, "solver": "exact"}
+    m = SVM(params, "multiclass", n_classes=3, seed=2).fit(X, y, np.ones(len(X)))
     assert m.n_train_ == 150 and any("150 of 600" in n for n in m.notes_)
     assert all(np.any(np.all(X == sv, axis=1)) for sv in m.sv_)
     p = m.predict(X)
     assert p.shape == (600, 3) and np.mean(p.argmax(1) == y) > 0.8
-    again = SVM({"max_train_events": 150}, "multiclass", n_classes=3, seed=2).fit(
-        X, y, np.ones(len(X)))
+    again = SVM(params, "multiclass", n_classes=3, seed=2).fit(X, y, np.ones(len(X)))
     np.testing.assert_array_equal(again.predict(X), p)
 
 

@@ -19,6 +19,7 @@ as ``getattr(plots, name)``):
 - :mod:`.probability`: cut efficiencies, P(S|y) and the class densities, reliability
 - :mod:`.multiclass`: one-vs-rest ROC, confusion matrix, per-class scores and reliability
 - :mod:`.regression`: prediction versus target, ratios, profiles, pulls, width calibration
+- :mod:`.tuning`: the trials of a hyper-parameter search and the parameter importances
 
 Every plot function saves through ``mva.evaluation.plots.save``, looked up when it is called.
 """
@@ -98,6 +99,7 @@ from mva.evaluation.plots.regression import (  # noqa: F401
     sigma_eff,
     weighted_median,
 )
+from mva.evaluation.plots.tuning import plot_tuning  # noqa: F401
 
 __all__ = [
     "save",
@@ -121,5 +123,6 @@ __all__ = [
     "plot_class_scores",
     "plot_all_class_scores",
     "plot_reliability_classes",
+    "plot_tuning",
 ]
 

@@ -1,0 +1,250 @@
+"""The kNN at scale: ``mva train`` against a bare scikit-learn brute-force search, and the
+approximate index at a million events against bare faiss.
+
+Events as ``bench_classification.py`` writes them (20 float32 features, weights); k = 20.
+
+* ``train`` (``--train-events``, default 200k signal + 200k background, ``test_fraction: 0.5``):
+  ``mva train`` with only a kNN (exact search: 200k x 20 values are below the limit of 5M),
+  default outputs (metrics, output.root, models, plots, report), against a script that reads the
+  same branches with uproot (float32, as they are stored), splits, standardises,
+  ``NearestNeighbors(algorithm="brute").fit(train).kneighbors(train + test)`` (400k queries
+  against 200k events) and takes the weighted signal fraction. Each in a fresh process,
+  alternating, wall time and peak RSS (target: mva <= 2x). mva does more than the bare
+  side: its permutation importance scores 21 x 20k more test events.
+* ``million`` (``--events``, default 1M training + 1M test events, in this process): mva's ``KNN``
+  fit (``search: auto`` chooses the HNSW index), scoring the test events, then the training
+  events; against bare faiss doing the same (``IndexHNSWFlat`` with the same M, efConstruction
+  and efSearch, built with all threads as a faiss user would; ``search`` of k neighbours, the
+  weighted fraction). The neighbour recall and the test AUC of mva's scores are compared with
+  the exact search (mva's ``ExactSearch``) on ``--check-events`` test events (targets: fit and
+  scoring the test events <= 10 min, recall >= 0.98, |AUC - exact AUC| <= 0.002).
+* ``scaling``: mva's kNN fit + scoring as many test events, at 100k, 300k and 1M training events.
+
+Usage: python benchmarks/bench_knn.py [--steps train,million,scaling] [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_classification import FEATURES, make_data, measure  # noqa: E402
+from bench_mlp import make_events  # noqa: E402
+
+K = 20
+
+CONFIG = """
+task: classification
+data:
+  signal: {{files: [{data}], tree: TreeS}}
+  background: {{files: [{data}], tree: TreeB}}
+  weight: weight
+  features: {features}
+split: {{test_fraction: 0.5, seed: 7}}
+methods:
+  knn: {{type: knn, k: {k}}}
+"""
+
+BARE = """
+import numpy as np, uproot
+from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import StandardScaler
+features = {features}
+parts = []
+for tree, label in (("TreeS", 1), ("TreeB", 0)):
+    cols = uproot.open({data!r})[tree].arrays(features + ["weight"], library="np")
+    X = np.column_stack([cols[f] for f in features])
+    parts.append((X, np.full(len(X), label), cols["weight"]))
+X = np.concatenate([p[0] for p in parts]); y = np.concatenate([p[1] for p in parts])
+w = np.concatenate([p[2] for p in parts])
+test = np.random.default_rng(7).random(len(X)) < 0.5
+scaler = StandardScaler().fit(X[~test])
+Xtr, Xte = scaler.transform(X[~test]), scaler.transform(X[test])
+nn = NearestNeighbors(n_neighbors={k}, algorithm="brute").fit(Xtr)
+ytr, wtr = y[~test], w[~test]
+for Q in (Xtr, Xte):
+    idx = nn.kneighbors(Q, return_distance=False)
+    score = (wtr[idx] * ytr[idx]).sum(1) / wtr[idx].sum(1)
+"""
+
+
+def step_train(args, out: Path) -> dict:
+    data = out / f"bench_{args.train_events}.root"
+    make_data(data, args.train_events)
+    fmt = dict(features=FEATURES, data=str(data), k=K)
+    (out / "knn.yaml").write_text(CONFIG.format(**fmt))
+    (out / "bare_knn.py").write_text(textwrap.dedent(BARE.format(**fmt)))
+    mva = shutil.which("mva", path=str(Path(sys.executable).parent)) or "mva"
+    bare_cmd = [sys.executable, str(out / "bare_knn.py")]
+    mva_cmd = [mva, "-q", "train", str(out / "knn.yaml"), "--output", str(out / "run_knn"),
+               "--force"]
+    pairs = []
+    for _ in range(args.repeat):
+        b = measure(bare_cmd)
+        m = measure(mva_cmd)
+        pairs.append((b, m))
+        print(f"  pair: bare {b[0]:.1f} s {b[1]:.0f} MiB | mva {m[0]:.1f} s {m[1]:.0f} MiB | "
+              f"ratio {m[0] / b[0]:.2f}", flush=True)
+    ratio = statistics.median(m[0] / b[0] for b, m in pairs)
+    metrics = json.loads((out / "run_knn" / "metrics.json").read_text())["methods"]["knn"]
+    res = {"bare_s": statistics.median(b[0] for b, _ in pairs),
+           "mva_s": statistics.median(m[0] for _, m in pairs),
+           "bare_rss_mib": statistics.median(b[1] for b, _ in pairs),
+           "mva_rss_mib": statistics.median(m[1] for _, m in pairs),
+           "ratio": ratio, "pairs": pairs, "fit_seconds": metrics["fit_seconds"],
+           "notes": metrics.get("notes"), "training_events": metrics.get("training_events")}
+    print(f"train ({args.train_events} + {args.train_events} events): bare {res['bare_s']:.1f} s "
+          f"{res['bare_rss_mib']:.0f} MiB | mva {res['mva_s']:.1f} s {res['mva_rss_mib']:.0f} MiB "
+          f"| ratio {ratio:.2f} (target <= 2) {'OK' if ratio <= 2 else 'MISSED'}; "
+          f"{metrics.get('notes')}", flush=True)
+    return res
+
+
+def split(n: int, seed: int):
+    """``n`` training and ``n`` test events, standardised on the training events."""
+    X, y, w = make_events(n, seed=seed)
+    test = np.zeros(len(X), bool)
+    test[np.random.default_rng(7).permutation(len(X))[:n]] = True
+    mu, sd = X[~test].mean(0), X[~test].std(0)
+    X = (X - mu) / sd
+    return (X[~test], y[~test], w[~test].astype(np.float64)), (X[test], y[test],
+                                                                w[test].astype(np.float64))
+
+
+def weighted_fraction(idx: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return (w[idx] * y[idx]).sum(1) / w[idx].sum(1)
+
+
+def bare_faiss(train, test, ef_search: int) -> dict:
+    import faiss
+
+    from mva.methods import _neighbours
+
+    X, y, w = train
+    t0 = time.perf_counter()
+    index = faiss.IndexHNSWFlat(X.shape[1], _neighbours.HNSW_M)
+    index.hnsw.efConstruction = _neighbours.HNSW_EF_CONSTRUCTION
+    index.add(np.ascontiguousarray(X, dtype=np.float32))
+    t_fit = time.perf_counter() - t0
+    index.hnsw.efSearch = ef_search
+    t0 = time.perf_counter()
+    _, idx = index.search(np.ascontiguousarray(test[0], dtype=np.float32), K)
+    weighted_fraction(idx, y, w)
+    t_test = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _, idx = index.search(np.ascontiguousarray(X, dtype=np.float32), K)
+    weighted_fraction(idx, y, w)
+    return {"fit_s": t_fit, "test_s": t_test, "train_s": time.perf_counter() - t0}
+
+
+def mva_knn(train, test, score_train: bool = True) -> tuple[dict, object, np.ndarray]:
+    from mva.methods.knn import KNN
+
+    t0 = time.perf_counter()
+    m = KNN({"k": K}, "classification", seed=7).fit(*train)
+    t_fit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    s_test = m.predict(test[0])
+    res = {"fit_s": t_fit, "test_s": time.perf_counter() - t0, "search": m.search_.kind,
+           "describe": m.search_.describe()}
+    if score_train:
+        t0 = time.perf_counter()
+        m.predict(train[0])
+        res["train_s"] = time.perf_counter() - t0
+    return res, m, s_test
+
+
+def step_million(args) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    from mva.methods._neighbours import ExactSearch, recall
+
+    train, test = split(args.events, seed=5)
+    print(f"million: {len(train[0])} training + {len(test[0])} test events", flush=True)
+    rows = []
+    for _ in range(args.repeat):
+        m_res, model, s_test = mva_knn(train, test)
+        print(f"  mva: {m_res['describe']}: fit {m_res['fit_s']:.1f} s, test {m_res['test_s']:.1f}"
+              f" s, train {m_res['train_s']:.1f} s", flush=True)
+        b_res = bare_faiss(train, test, model.search_.ef_search if m_res["search"] == "hnsw"
+                           else 128)
+        print(f"  bare faiss: fit {b_res['fit_s']:.1f} s, test {b_res['test_s']:.1f} s, train "
+              f"{b_res['train_s']:.1f} s", flush=True)
+        rows.append({"mva": m_res, "bare": b_res})
+    # the approximation against the exact search, on a subsample of the test events
+    rng = np.random.default_rng(11)
+    sub = np.sort(rng.choice(len(test[0]), args.check_events, replace=False))
+    t0 = time.perf_counter()
+    _, exact_idx = ExactSearch(np.asarray(train[0], np.float64)).kneighbors(
+        np.asarray(test[0][sub], np.float64), K)
+    t_exact = time.perf_counter() - t0
+    approx_idx = model.kneighbors(test[0][sub])[1]
+    r = recall(approx_idx, exact_idx)
+    exact_scores = weighted_fraction(exact_idx, train[1], train[2])
+    auc_exact = roc_auc_score(test[1][sub], exact_scores, sample_weight=test[2][sub])
+    auc_approx = roc_auc_score(test[1][sub], s_test[sub], sample_weight=test[2][sub])
+    med = {side: {k: statistics.median(r_[side][k] for r_ in rows) for k in ("fit_s", "test_s",
+                                                                           "train_s")}
+           for side in ("mva", "bare")}
+    total = med["mva"]["fit_s"] + med["mva"]["test_s"]
+    bare_total = med["bare"]["fit_s"] + med["bare"]["test_s"]
+    res = {"rows": rows, "median": med, "recall": r, "auc_exact": auc_exact,
+           "auc_approx": auc_approx, "exact_s_per_query": t_exact / len(sub),
+           "check_events": int(len(sub))}
+    print(f"million: mva fit + test {total:.0f} s (<= 600 s: {'OK' if total <= 600 else 'MISSED'})"
+          f", + train {med['mva']['train_s']:.0f} s; bare faiss fit + test {bare_total:.0f} s, "
+          f"ratio {total / bare_total:.2f}; recall {r:.4f} (>= 0.98), AUC {auc_approx:.4f} vs "
+          f"exact {auc_exact:.4f} on {len(sub)} test events (|diff| {abs(auc_approx - auc_exact):.4f}"
+          f" <= 0.002); exact search {1e3 * t_exact / len(sub):.1f} ms per query", flush=True)
+    return res
+
+
+def step_scaling(args, million: dict | None = None) -> dict:
+    out = {}
+    for n in [int(s) for s in args.scaling.split(",") if s]:
+        if million is not None and n == args.events:
+            res = {**million["rows"][0]["mva"]}       # measured above: not again
+        else:
+            train, test = split(n, seed=6)
+            res, _, _ = mva_knn(train, test, score_train=False)
+        out[n] = res
+        print(f"scaling: {n:>8} training + {n} test events: {res['search']}: fit "
+              f"{res['fit_s']:6.1f} s, scoring {res['test_s']:6.1f} s", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", default="train,million,scaling")
+    ap.add_argument("--train-events", type=int, default=200_000, help="events per class")
+    ap.add_argument("--events", type=int, default=1_000_000,
+                    help="training (and test) events of the million step")
+    ap.add_argument("--check-events", type=int, default=5000)
+    ap.add_argument("--scaling", default="100000,300000,1000000")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    args = ap.parse_args()
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    steps = args.steps.split(",")
+    if "train" in steps:
+        results["train"] = step_train(args, out)
+    if "million" in steps:
+        results["million"] = step_million(args)
+    if "scaling" in steps:
+        results["scaling"] = step_scaling(args, results.get("million"))
+    (out / "bench_knn.json").write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

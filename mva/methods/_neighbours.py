@@ -1,0 +1,379 @@
+"""Nearest-neighbour search for :mod:`mva.methods.knn`.
+
+Both searches return, for every query, the ``k`` training events nearest in squared Euclidean
+distance computed in float64 directly, ``sum_j (q_j - x_j)**2``, ordered by (distance, training
+index): ties go to the lower index, so the result is a property of the data alone, whatever the
+block sizes, the device or the number of threads.
+
+:class:`ExactSearch` (training events x features up to :data:`EXACT_MAX_VALUES`, or on a GPU):
+blocked matrix products in torch (CPU or CUDA). For a tile of queries ``a`` and training events
+``b`` the keys ``|b|^2 - 2 a.b`` (the distance less the query's own ``|a|^2``) come from one
+float32 ``addmm``; ``topk`` per tile keeps the ``k'`` smallest (``k' > k``), and those candidates
+are ranked by their exact float64 distance. A rounding bound on the float32 keys then *certifies*
+the row: if every event outside the candidates is, even with the largest rounding error, farther
+than the k-th exact distance, the k nearest (ties included) are among the candidates and the
+result is exact. Rows that fail (dense low-dimensional data, exact ties at the boundary) are
+searched again with float64 keys and more candidates, until certified or all events are
+candidates. The output is therefore exactly the brute-force result, not an approximation of it.
+
+:class:`HNSWSearch` (beyond, on a CPU): faiss's hierarchical navigable small-world graph
+(``IndexHNSWFlat``) gives ``k'`` candidates per query, ranked like the exact ones. The graph is
+built single-threaded, so it (and every score) is reproducible; ``efSearch`` is raised at fit time
+until the neighbour recall, measured against the exact search on :data:`RECALL_EVENTS` training
+events, reaches :data:`RECALL_TARGET`. The index is stored with the model (faiss's own binary
+format), so ``mva apply`` does not rebuild it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ExactSearch", "HNSWSearch", "EXACT_MAX_VALUES", "make_search", "load_search",
+           "recall"]
+
+log = logging.getLogger(__name__)
+
+#: training events x features up to which ``search: auto`` uses the exact search on a CPU; the
+#: same bound as the ONNX export's (:data:`mva.export.knn.KNN_MAX_VALUES`), so that every kNN that
+#: can be exported found its neighbours exactly, as the exported graph does
+EXACT_MAX_VALUES = 5_000_000
+#: queries per tile of the exact search, and training events per tile (CPU; a GPU takes larger)
+QUERY_TILE, TRAIN_TILE = 512, 16384
+GPU_QUERY_TILE, GPU_TRAIN_TILE = 4096, 262144
+#: HNSW graph: links per node and the candidate list while building
+HNSW_M, HNSW_EF_CONSTRUCTION = 32, 64
+#: training events (queries) on which the HNSW recall is measured at fit time, and its target
+RECALL_EVENTS, RECALL_TARGET = 1000, 0.99
+#: the largest efSearch tried
+MAX_EF_SEARCH = 2048
+
+
+def extra_candidates(k: int) -> int:
+    """``k'``: candidates ranked exactly per query (a few more than ``k``)."""
+    return k + max(8, k // 4)
+
+
+def _torch_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """torch's CPU threads set to ``n`` inside the block. The matrix products and ``topk`` of a
+    tile are large enough for several threads; the ranking works on small tensors, where waking
+    threads (on busy cores: waiting for them) costs far more than the work."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _unit_roundoff(dtype: Any, device: str) -> float:
+    """The unit round-off of the keys' matrix product (TF32 on a GPU if torch allows it)."""
+    import torch
+
+    if dtype == torch.float64:
+        return 2.0 ** -53
+    if device.startswith("cuda") and torch.backends.cuda.matmul.allow_tf32:
+        return 2.0 ** -11
+    return 2.0 ** -24
+
+
+class _Ranker:
+    """Exact float64 distances of candidates, ranked by (distance, index)."""
+
+    def __init__(self, X: np.ndarray, device: str):
+        import torch
+
+        self.device = device
+        self.n, self.d = X.shape
+        # feature-major, so that a feature of every candidate is one gather
+        self.xt64 = torch.as_tensor(np.ascontiguousarray(X.T, dtype=np.float64), device=device)
+
+    def rank(self, q64: Any, cand: Any, k: int) -> tuple[Any, Any]:
+        """``(d2, idx)`` of the ``k`` nearest among ``cand`` (``(n, k')``, -1 = none)."""
+        import torch
+
+        missing = cand < 0
+        cand = torch.where(missing, torch.full_like(cand, self.n), cand)
+        cand, _ = torch.sort(cand, dim=1)                    # by index: ties go to the lower one
+        safe = torch.clamp(cand, max=self.n - 1)
+        # the distance summed feature by feature in a fixed order: every row rounds the same
+        # way wherever it sits in a block
+        d2 = torch.zeros(cand.shape, dtype=torch.float64, device=self.device)
+        for j in range(self.d):
+            diff = self.xt64[j][safe] - q64[:, j:j + 1]
+            d2 += diff * diff
+        d2 = torch.where(cand >= self.n, torch.full_like(d2, float("inf")), d2)
+        d2, order = torch.sort(d2, dim=1, stable=True)
+        return d2[:, :k], cand.gather(1, order[:, :k])
+
+
+class ExactSearch:
+    """Exact k-nearest-neighbour search in blocked matrix products (see the module docstring)."""
+
+    kind = "exact"
+
+    def __init__(self, X: np.ndarray, device: str = "cpu"):
+        import torch
+
+        self.device = _torch_device(device)
+        self.n, self.d = X.shape
+        self.ranker = _Ranker(X, self.device)
+        xt = self.ranker.xt64
+        self.xt32 = xt.to(torch.float32)
+        self.norm64 = (xt * xt).sum(0)
+        self.norm32 = (self.xt32 * self.xt32).sum(0)
+        self.max_norm = float(torch.sqrt(self.norm64.max())) if self.n else 0.0
+        gpu = self.device.startswith("cuda")
+        self.query_tile = GPU_QUERY_TILE if gpu else QUERY_TILE
+        self.train_tile = GPU_TRAIN_TILE if gpu else TRAIN_TILE
+        #: rows certified at each level (float32 keys, then float64 with more candidates)
+        self.levels_: list[int] = []
+
+    def describe(self) -> str:
+        return f"exact (blocked matrix products, torch on {self.device})"
+
+    def _candidates(self, q: Any, kp: int, dtype: Any) -> tuple[Any, Any]:
+        """The ``kp`` smallest keys ``|b|^2 - 2 a.b`` per query: ``(largest key, indices)``."""
+        import torch
+
+        xt = self.xt32 if dtype == torch.float32 else self.ranker.xt64
+        norm = self.norm32 if dtype == torch.float32 else self.norm64
+        q = q.to(dtype)
+        vals, idxs = [], []
+        for s in range(0, self.n, self.train_tile):
+            key = torch.addmm(norm[s:s + self.train_tile], q, xt[:, s:s + self.train_tile],
+                              alpha=-2.0)
+            kk = min(kp, key.shape[1])
+            v, i = torch.topk(key, kk, dim=1, largest=False, sorted=False)
+            vals.append(v)
+            idxs.append(i + s)
+        v, i = torch.cat(vals, 1), torch.cat(idxs, 1)
+        if v.shape[1] > kp:
+            v, j = torch.topk(v, kp, dim=1, largest=False, sorted=False)
+            i = i.gather(1, j)
+        return v.max(1).values.to(torch.float64), i
+
+    def _bound(self, qnorm: Any, dtype: Any) -> Any:
+        """An upper bound on the rounding error of a key (float32 or float64 product, inputs
+        rounded to it) plus that of the float64 distances it is compared with."""
+        u = _unit_roundoff(dtype, self.device)
+        B, a = self.max_norm, qnorm
+        return (2 * (self.d + 4) * u * (B * B + 2 * a * B)
+                + 2 * (self.d + 2) * 2.0 ** -53 * (a + B) ** 2)
+
+    def _search_rows(self, q64: Any, k: int) -> tuple[Any, Any]:
+        import torch
+
+        n = len(q64)
+        d2 = torch.empty((n, k), dtype=torch.float64, device=self.device)
+        idx = torch.empty((n, k), dtype=torch.int64, device=self.device)
+        qsq = (q64 * q64).sum(1)
+        todo = torch.arange(n, device=self.device)
+        kp = min(extra_candidates(k), self.n)
+        dtype = torch.float32
+        level = 0
+        while len(todo):
+            q = q64[todo]
+            top, cand = self._candidates(q, kp, dtype)
+            with _threads(1):
+                dk, ik = self.ranker.rank(q, cand, k)
+                if kp >= self.n:
+                    ok = torch.ones(len(todo), dtype=torch.bool, device=self.device)
+                else:
+                    # every event outside the candidates has a key >= top, so a distance of
+                    # at least |a|^2 + top - bound
+                    ok = qsq[todo] + top - self._bound(torch.sqrt(qsq[todo]), dtype) > dk[:, -1]
+                d2[todo[ok]], idx[todo[ok]] = dk[ok], ik[ok]
+                todo = todo[~ok]
+            while len(self.levels_) <= level:
+                self.levels_.append(0)
+            self.levels_[level] += len(q) - len(todo)
+            level += 1
+            if dtype == torch.float32:
+                dtype = torch.float64
+            else:
+                kp = min(4 * kp, self.n)
+        return d2, idx
+
+    def kneighbors(self, Q: np.ndarray, k: int, progress: Any = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """``(d2, idx)``, both ``(len(Q), k)``: squared distances and training indices."""
+        import torch
+
+        from mva.methods.base import n_threads
+
+        k = min(k, self.n)
+        d2 = np.empty((len(Q), k))
+        idx = np.empty((len(Q), k), dtype=np.int64)
+        with torch.no_grad(), _threads(n_threads(None, self.n)):
+            for s in range(0, len(Q), self.query_tile):
+                q = torch.as_tensor(np.asarray(Q[s:s + self.query_tile], dtype=np.float64),
+                                    device=self.device)
+                dt, it = self._search_rows(q, k)
+                d2[s:s + len(q)], idx[s:s + len(q)] = dt.cpu().numpy(), it.cpu().numpy()
+                if progress is not None:
+                    progress.update(len(q))
+        return d2, idx
+
+
+class HNSWSearch:
+    """Approximate search: faiss HNSW candidates, ranked exactly (see the module docstring)."""
+
+    kind = "hnsw"
+
+    def __init__(self, X: np.ndarray, index: Any, ef_search: int, recall_: float | None = None):
+        self.n, self.d = X.shape
+        self.index = index
+        self.ef_search = int(ef_search)
+        self.recall_ = recall_
+        self.ranker = _Ranker(X, "cpu")
+
+    @classmethod
+    def build(cls, X: np.ndarray, k: int, seed: int = 0) -> HNSWSearch:
+        """Build the graph and raise ``efSearch`` until the measured recall reaches its target."""
+        faiss = _faiss()
+        index = faiss.IndexHNSWFlat(X.shape[1], HNSW_M)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        threads = faiss.omp_get_max_threads()
+        # one thread: the graph, and with it every score, is the same in every run
+        faiss.omp_set_num_threads(1)
+        try:
+            index.add(np.ascontiguousarray(X, dtype=np.float32))
+        finally:
+            faiss.omp_set_num_threads(threads)
+        search = cls(X, index, ef_search=max(64, extra_candidates(k)))
+        search._tune(X, k, seed)
+        return search
+
+    def _tune(self, X: np.ndarray, k: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        m = min(RECALL_EVENTS, self.n)
+        rows = np.sort(rng.choice(self.n, m, replace=False))
+        kq = min(k + 1, self.n)          # the event itself is among its neighbours: not counted
+        _, truth = ExactSearch(X).kneighbors(X[rows], kq)
+        while True:
+            _, got = self.kneighbors(X[rows], kq)
+            self.recall_ = recall(got, truth, kq - 1, exclude=rows)
+            log.debug("knn: hnsw efSearch %d: recall %.4f", self.ef_search, self.recall_)
+            if self.recall_ >= RECALL_TARGET or self.ef_search >= MAX_EF_SEARCH:
+                break
+            self.ef_search *= 2
+
+    def describe(self) -> str:
+        recall_ = "" if self.recall_ is None else f", neighbour recall {self.recall_:.4f}"
+        return (f"approximate (faiss HNSW, M={HNSW_M}, efSearch={self.ef_search}{recall_} on "
+                f"{min(RECALL_EVENTS, self.n)} training events)")
+
+    def kneighbors(self, Q: np.ndarray, k: int, progress: Any = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        faiss = _faiss()
+        k = min(k, self.n)
+        # the search keeps efSearch candidates anyway: ranking up to 2k of them exactly costs
+        # little and finds neighbours the graph's float32 order put just beyond k
+        kp = min(max(extra_candidates(k), min(2 * k, self.ef_search)), self.n)
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = max(self.ef_search, kp)
+        d2 = np.empty((len(Q), k))
+        idx = np.empty((len(Q), k), dtype=np.int64)
+        tile = 8192
+        for s in range(0, len(Q), tile):
+            q = np.ascontiguousarray(Q[s:s + tile], dtype=np.float64)
+            _, cand = self.index.search(q.astype(np.float32), kp, params=params)
+            with _threads(1):
+                dt, it = self.ranker.rank(torch.as_tensor(q), torch.as_tensor(cand), k)
+            d2[s:s + len(q)], idx[s:s + len(q)] = dt.numpy(), it.numpy()
+            if progress is not None:
+                progress.update(len(q))
+        return d2, idx
+
+    def to_bytes(self) -> bytes:
+        """The index in faiss's binary format."""
+        return bytes(_faiss().serialize_index(self.index))
+
+    @classmethod
+    def from_bytes(cls, X: np.ndarray, data: bytes, ef_search: int,
+                   recall_: float | None = None) -> HNSWSearch:
+        faiss = _faiss()
+        index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        if index.ntotal != len(X) or index.d != X.shape[1]:
+            from mva.errors import InputError
+
+            raise InputError(f"kNN index holds {index.ntotal} x {index.d} events, the model "
+                             f"{X.shape[0]} x {X.shape[1]}")
+        return cls(X, index, ef_search, recall_)
+
+
+def _faiss() -> Any:
+    try:
+        import faiss
+    except ImportError:
+        from mva.errors import InputError
+
+        raise InputError("the approximate kNN search needs faiss: pip install faiss-cpu") from None
+    return faiss
+
+
+def recall(got: np.ndarray, truth: np.ndarray, k: int | None = None,
+           exclude: np.ndarray | None = None) -> float:
+    """Mean fraction of the true ``k`` nearest neighbours (rows of ``truth``, nearest first)
+    that ``got`` holds. ``exclude[i]``: an index not counted in row i, the query itself when it
+    is a training event (then ask both searches for k + 1 neighbours)."""
+    k = truth.shape[1] if k is None else k
+    hits = 0
+    for i in range(len(truth)):
+        t, g = truth[i].tolist(), set(got[i].tolist())
+        if exclude is not None:
+            t = [j for j in t if j != exclude[i]]
+            g.discard(int(exclude[i]))
+        hits += len(set(t[:k]) & g)
+    return hits / (k * len(truth)) if len(truth) and k else 1.0
+
+
+def choose(search: str, n: int, d: int, device: str) -> str:
+    """``exact`` or ``hnsw`` for ``search: auto|exact|hnsw`` and a training sample of ``n x d``."""
+    if search != "auto":
+        return search
+    if _torch_device(device).startswith("cuda"):
+        return "exact"
+    return "exact" if n * d <= EXACT_MAX_VALUES else "hnsw"
+
+
+def make_search(kind: str, X: np.ndarray, k: int, device: str = "auto", seed: int = 0) -> Any:
+    """A fitted search of ``kind`` (``exact`` or ``hnsw``) over the training events ``X``."""
+    if kind == "hnsw":
+        return HNSWSearch.build(X, k, seed)
+    return ExactSearch(X, device)
+
+
+def load_search(kind: str, X: np.ndarray, meta: dict[str, Any], blobs: dict[str, bytes],
+                device: str = "auto") -> Any:
+    """The search of a stored model (``meta`` and ``blobs`` as :meth:`state_of` wrote them)."""
+    if kind == "hnsw":
+        return HNSWSearch.from_bytes(X, blobs["hnsw.faiss"], int(meta["ef_search"]),
+                                     meta.get("recall"))
+    return ExactSearch(X, device)
+
+
+def state_of(search: Any) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """What a stored model needs to rebuild ``search``: meta entries and blobs."""
+    if search.kind == "hnsw":
+        return ({"ef_search": search.ef_search, "recall": search.recall_},
+                {"hnsw.faiss": search.to_bytes()})
+    return {}, {}
