@@ -95,7 +95,9 @@ data:
   features: {features}
 split: {{test_fraction: 0.5, seed: 7}}
 methods:
-  bdt: {{type: bdt, n_estimators: {trees}, max_depth: {depth}, learning_rate: {eta}}}
+  # the model of the bare side (mva's defaults stop early and subsample 0.5: other work)
+  bdt: {{type: bdt, n_estimators: {trees}, max_depth: {depth}, learning_rate: {eta},
+         early_stopping: false, subsample: 0.8, min_child_weight: 1}}
 """
 
 

@@ -196,11 +196,14 @@ def bdt_max_depth(n_events: int, task: str = "classification") -> int:
     return 2 if n_events < SHALLOW_EVENTS else 3
 
 
-def bdt_min_child_weight(n_events: int) -> float:
+def bdt_min_child_weight(n_events: int, n_classes: int = 2) -> float:
     """``min_child_weight`` for ``n_events`` training events of mean weight 1: ``sqrt(n) / 4``,
     at least 1 (a leaf of the logistic loss then holds at least about sqrt(n) events near the
-    decision boundary, fewer where the response is steep)."""
-    return float(max(1.0, np.sqrt(max(n_events, 0)) / 4.0))
+    decision boundary, where the hessian p (1 - p) is 1/4, and more where the response is
+    steep). With K classes (softmax) an event's hessian in one class's tree is about
+    (1/K)(1 - 1/K), not 1/4: the same events per leaf take ``sqrt(n) (K - 1) / K^2``."""
+    scale = 4.0 * (n_classes - 1) / n_classes**2 if n_classes > 2 else 1.0
+    return float(max(1.0, scale * np.sqrt(max(n_events, 0)) / 4.0))
 
 
 def early_stopping_rounds(learning_rate: float) -> int:

@@ -111,7 +111,8 @@ class BDT(Method):
         if p.max_depth is None:
             chosen["max_depth"] = adaptive.bdt_max_depth(n_events, self.task)
         if p.min_child_weight is None:
-            chosen["min_child_weight"] = adaptive.bdt_min_child_weight(n_events)
+            chosen["min_child_weight"] = adaptive.bdt_min_child_weight(
+                n_events, self.n_classes if self.is_multiclass else 2)
         if p.early_stopping and p.early_stopping_rounds is None:
             chosen["early_stopping_rounds"] = adaptive.early_stopping_rounds(p.learning_rate)
         if chosen:

@@ -80,6 +80,8 @@ def test_bdt_adaptive_values_follow_the_sample_and_given_values_win() -> None:
     assert adaptive.bdt_max_depth(2000, "regression") == 3
     assert adaptive.bdt_min_child_weight(1600) == pytest.approx(10.0)
     assert adaptive.bdt_min_child_weight(10) == 1.0
+    # ten classes: an event's hessian in one class's tree is ~0.09, not 0.25
+    assert adaptive.bdt_min_child_weight(1600, n_classes=10) == pytest.approx(3.6)
     assert adaptive.early_stopping_rounds(0.1) == 50 and adaptive.early_stopping_rounds(0.5) == 20
     rng = np.random.default_rng(3)
     X = rng.normal(size=(400, 2))
@@ -137,6 +139,12 @@ def test_noise_estimate_follows_the_noise_not_the_spread() -> None:
         X, y, _ = _parabola(4000, noise, seed=6)
         sigma = adaptive.noise_sigma((X - 2.5) / 1.44, y[:, None], np.ones(len(X)), seed=0)
         assert sigma[0] == pytest.approx(noise, rel=0.1)
+    # a noise with tails (a fifth of the events 20 times wider): the width of its core
+    X, y, truth = _parabola(4000, 0.05, seed=9)
+    tail = np.random.default_rng(10).random(4000) < 0.2
+    y = np.where(tail, truth + np.random.default_rng(11).normal(0, 1.0, 4000), y)
+    core = adaptive.noise_sigma(X, y, np.ones(4000))[0]
+    assert 0.04 < core < 0.2 < np.std(y - truth) / 2   # plain rms-based: about 0.45
     # weights enter: events of weight 0 do not count (here the noisy half)
     X, y, _ = _parabola(4000, 0.05, seed=7)
     noisy = np.arange(4000) % 2 == 0
