@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import textwrap
 import time
@@ -37,8 +39,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_classification import FEATURES, make_data, measure  # noqa: E402
-from bench_mlp import make_events  # noqa: E402
+from bench_classification import FEATURES, make_data  # noqa: E402
+from bench_mlp import Timer, make_events  # noqa: E402
 
 K = 20
 
@@ -77,6 +79,26 @@ for Q in (Xtr, Xte):
 """
 
 
+def measure(cmd: list[str]) -> tuple[float, float, float]:
+    """Run ``cmd`` in a fresh process (through this script): (wall s, peak RSS MiB, CPU s)."""
+    out = subprocess.run([sys.executable, __file__, "--measure", *cmd], check=True,
+                         capture_output=True, text=True)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    return res["wall"], res["rss_mib"], res["cpu"]
+
+
+def _measure_child(cmd: list[str]) -> None:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(proc.returncode)
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(json.dumps({"wall": wall, "rss_mib": use.ru_maxrss / 1024,
+                      "cpu": use.ru_utime + use.ru_stime}))
+
+
 def step_train(args, out: Path) -> dict:
     data = out / f"bench_{args.train_events}.root"
     make_data(data, args.train_events)
@@ -92,19 +114,22 @@ def step_train(args, out: Path) -> dict:
         b = measure(bare_cmd)
         m = measure(mva_cmd)
         pairs.append((b, m))
-        print(f"  pair: bare {b[0]:.1f} s {b[1]:.0f} MiB | mva {m[0]:.1f} s {m[1]:.0f} MiB | "
-              f"ratio {m[0] / b[0]:.2f}", flush=True)
+        print(f"  pair: bare {b[0]:.1f} s (CPU {b[2]:.0f} s) {b[1]:.0f} MiB | mva {m[0]:.1f} s "
+              f"(CPU {m[2]:.0f} s) {m[1]:.0f} MiB | ratio {m[0] / b[0]:.2f} (CPU "
+              f"{m[2] / b[2]:.2f})", flush=True)
     ratio = statistics.median(m[0] / b[0] for b, m in pairs)
     metrics = json.loads((out / "run_knn" / "metrics.json").read_text())["methods"]["knn"]
     res = {"bare_s": statistics.median(b[0] for b, _ in pairs),
            "mva_s": statistics.median(m[0] for _, m in pairs),
            "bare_rss_mib": statistics.median(b[1] for b, _ in pairs),
            "mva_rss_mib": statistics.median(m[1] for _, m in pairs),
-           "ratio": ratio, "pairs": pairs, "fit_seconds": metrics["fit_seconds"],
+           "ratio": ratio, "cpu_ratio": statistics.median(m[2] / b[2] for b, m in pairs),
+           "pairs": pairs, "fit_seconds": metrics["fit_seconds"],
            "notes": metrics.get("notes"), "training_events": metrics.get("training_events")}
     print(f"train ({args.train_events} + {args.train_events} events): bare {res['bare_s']:.1f} s "
           f"{res['bare_rss_mib']:.0f} MiB | mva {res['mva_s']:.1f} s {res['mva_rss_mib']:.0f} MiB "
-          f"| ratio {ratio:.2f} (target <= 2) {'OK' if ratio <= 2 else 'MISSED'}; "
+          f"| ratio {ratio:.2f} (target <= 2) {'OK' if ratio <= 2 else 'MISSED'}, CPU time "
+          f"ratio {res['cpu_ratio']:.2f}; "
           f"{metrics.get('notes')}", flush=True)
     return res
 
@@ -130,37 +155,41 @@ def bare_faiss(train, test, ef_search: int) -> dict:
     from mva.methods import _neighbours
 
     X, y, w = train
-    t0 = time.perf_counter()
-    index = faiss.IndexHNSWFlat(X.shape[1], _neighbours.HNSW_M)
-    index.hnsw.efConstruction = _neighbours.HNSW_EF_CONSTRUCTION
-    index.add(np.ascontiguousarray(X, dtype=np.float32))
-    t_fit = time.perf_counter() - t0
+    res = {}
+    with Timer() as t:
+        index = faiss.IndexHNSWFlat(X.shape[1], _neighbours.HNSW_M)
+        index.hnsw.efConstruction = _neighbours.HNSW_EF_CONSTRUCTION
+        index.add(np.ascontiguousarray(X, dtype=np.float32))
+    res.update(fit_s=t.wall, fit_cpu=t.cpu)
     index.hnsw.efSearch = ef_search
-    t0 = time.perf_counter()
-    _, idx = index.search(np.ascontiguousarray(test[0], dtype=np.float32), K)
-    weighted_fraction(idx, y, w)
-    t_test = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    _, idx = index.search(np.ascontiguousarray(X, dtype=np.float32), K)
-    weighted_fraction(idx, y, w)
-    return {"fit_s": t_fit, "test_s": t_test, "train_s": time.perf_counter() - t0}
+    for name, Q in (("test", test[0]), ("train", X)):
+        with Timer() as t:
+            _, idx = index.search(np.ascontiguousarray(Q, dtype=np.float32), K)
+            weighted_fraction(idx, y, w)
+        res.update({f"{name}_s": t.wall, f"{name}_cpu": t.cpu})
+    return res
 
 
 def mva_knn(train, test, score_train: bool = True) -> tuple[dict, object, np.ndarray]:
     from mva.methods.knn import KNN
 
-    t0 = time.perf_counter()
-    m = KNN({"k": K}, "classification", seed=7).fit(*train)
-    t_fit = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    s_test = m.predict(test[0])
-    res = {"fit_s": t_fit, "test_s": time.perf_counter() - t0, "search": m.search_.kind,
+    with Timer() as t:
+        m = KNN({"k": K}, "classification", seed=7).fit(*train)
+    res = {"fit_s": t.wall, "fit_cpu": t.cpu, "search": m.search_.kind,
            "describe": m.search_.describe()}
+    with Timer() as t:
+        s_test = m.predict(test[0])
+    res.update(test_s=t.wall, test_cpu=t.cpu)
     if score_train:
-        t0 = time.perf_counter()
-        m.predict(train[0])
-        res["train_s"] = time.perf_counter() - t0
+        with Timer() as t:
+            m.predict(train[0])
+        res.update(train_s=t.wall, train_cpu=t.cpu)
     return res, m, s_test
+
+
+def _times(r: dict) -> str:
+    return ", ".join(f"{k} {r[f'{k}_s']:.1f} s (CPU {r[f'{k}_cpu']:.0f} s)"
+                     for k in ("fit", "test", "train") if f"{k}_s" in r)
 
 
 def step_million(args) -> dict:
@@ -173,12 +202,10 @@ def step_million(args) -> dict:
     rows = []
     for _ in range(args.repeat):
         m_res, model, s_test = mva_knn(train, test)
-        print(f"  mva: {m_res['describe']}: fit {m_res['fit_s']:.1f} s, test {m_res['test_s']:.1f}"
-              f" s, train {m_res['train_s']:.1f} s", flush=True)
+        print(f"  mva: {m_res['describe']}: {_times(m_res)}", flush=True)
         b_res = bare_faiss(train, test, model.search_.ef_search if m_res["search"] == "hnsw"
                            else 128)
-        print(f"  bare faiss: fit {b_res['fit_s']:.1f} s, test {b_res['test_s']:.1f} s, train "
-              f"{b_res['train_s']:.1f} s", flush=True)
+        print(f"  bare faiss: {_times(b_res)}", flush=True)
         rows.append({"mva": m_res, "bare": b_res})
     # the approximation against the exact search, on a subsample of the test events
     rng = np.random.default_rng(11)
@@ -192,17 +219,20 @@ def step_million(args) -> dict:
     exact_scores = weighted_fraction(exact_idx, train[1], train[2])
     auc_exact = roc_auc_score(test[1][sub], exact_scores, sample_weight=test[2][sub])
     auc_approx = roc_auc_score(test[1][sub], s_test[sub], sample_weight=test[2][sub])
-    med = {side: {k: statistics.median(r_[side][k] for r_ in rows) for k in ("fit_s", "test_s",
-                                                                           "train_s")}
+    keys = [f"{a}_{b}" for a in ("fit", "test", "train") for b in ("s", "cpu")]
+    med = {side: {k: statistics.median(r_[side][k] for r_ in rows) for k in keys}
            for side in ("mva", "bare")}
     total = med["mva"]["fit_s"] + med["mva"]["test_s"]
     bare_total = med["bare"]["fit_s"] + med["bare"]["test_s"]
     res = {"rows": rows, "median": med, "recall": r, "auc_exact": auc_exact,
            "auc_approx": auc_approx, "exact_s_per_query": t_exact / len(sub),
            "check_events": int(len(sub))}
-    print(f"million: mva fit + test {total:.0f} s (<= 600 s: {'OK' if total <= 600 else 'MISSED'})"
-          f", + train {med['mva']['train_s']:.0f} s; bare faiss fit + test {bare_total:.0f} s, "
-          f"ratio {total / bare_total:.2f}; recall {r:.4f} (>= 0.98), AUC {auc_approx:.4f} vs "
+    cpu = med["mva"]["fit_cpu"] + med["mva"]["test_cpu"]
+    bare_cpu = med["bare"]["fit_cpu"] + med["bare"]["test_cpu"]
+    print(f"million: mva fit + test {total:.0f} s (CPU {cpu:.0f} s; <= 600 s: "
+          f"{'OK' if total <= 600 else 'MISSED'}), + train {med['mva']['train_s']:.0f} s; bare "
+          f"faiss fit + test {bare_total:.0f} s (CPU {bare_cpu:.0f} s), ratio "
+          f"{total / bare_total:.2f} (CPU {cpu / bare_cpu:.2f}); recall {r:.4f} (>= 0.98), AUC {auc_approx:.4f} vs "
           f"exact {auc_exact:.4f} on {len(sub)} test events (|diff| {abs(auc_approx - auc_exact):.4f}"
           f" <= 0.002); exact search {1e3 * t_exact / len(sub):.1f} ms per query", flush=True)
     return res
@@ -217,8 +247,9 @@ def step_scaling(args, million: dict | None = None) -> dict:
             train, test = split(n, seed=6)
             res, _, _ = mva_knn(train, test, score_train=False)
         out[n] = res
-        print(f"scaling: {n:>8} training + {n} test events: {res['search']}: fit "
-              f"{res['fit_s']:6.1f} s, scoring {res['test_s']:6.1f} s", flush=True)
+        print(f"scaling: {n:>8} training + {n} test events: {res['search']}: "
+              f"{_times({k: v for k, v in res.items() if not k.startswith('train')})}",
+              flush=True)
     return out
 
 
@@ -247,4 +278,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--measure":
+        _measure_child(sys.argv[2:])
+    else:
+        main()
