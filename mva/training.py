@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +72,7 @@ def _fit_method(cfg: Config, task: Any, spec: Any, tr: Events, te: Events, w_tra
     (:mod:`mva.tuning`) and then fitted with the best parameters."""
     tuning = None
     if getattr(spec, "tune", None):
-        spec, tuning = _tune(cfg, task, spec, tr, w_train)
+        spec, tuning = _tune_here(cfg, task, spec, tr, w_train)
     cls = method_class(spec.type)
     model = cls(spec.params, cfg.task, seed=cfg.split.seed, n_classes=task.n_classes)
     steps = spec.preprocess if spec.preprocess is not None else cls.default_preprocess
@@ -95,10 +97,7 @@ def _fit_method(cfg: Config, task: Any, spec: Any, tr: Events, te: Events, w_tra
         model.training_events_ = len(fit_idx) if fraction > 0 else len(Xtr)
     if tuning is not None:
         fit_seconds += tuning["seconds"]
-        best = ", ".join(f"{k} {_short(v)}" for k, v in tuning["best_params"].items())
-        model.notes_.insert(0, f"tuned ({tuning['trials']} trials, {tuning['folds']}-fold "
-                               f"cross-validation on the training sample): {best}; "
-                               f"{tuning['metric']} {tuning['best_score']:.5g}")
+        _note_tuning(model, tuning)
     if not quiet:
         for note in model.notes_:
             if note.startswith(("default", "tuned")):
@@ -116,47 +115,89 @@ def _short(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else json.dumps(v)
 
 
-def _tune(cfg: Config, task: Any, spec: Any, tr: Events, w_train: np.ndarray
-          ) -> tuple[Any, dict[str, Any]]:
-    """``spec`` with the parameters that ``spec.tune`` finds best in cross-validation on the
-    training events ``tr`` (folds per class, seeded), and the ``tuning`` entry of
-    ``metrics.json``."""
+def _note_tuning(model: Any, tuning: dict[str, Any]) -> None:
+    best = ", ".join(f"{k} {_short(v)}" for k, v in tuning["best_params"].items())
+    model.notes_.insert(0, f"tuned ({tuning['trials']} trials, {tuning['folds']}-fold "
+                           f"cross-validation on the training sample): {best}; "
+                           f"{tuning['metric']} {tuning['best_score']:.5g}")
+
+
+def _inner_folds(cfg: Config, task: Any, tune: dict[str, Any], tr: Events) -> list[Fold]:
+    """The tuning folds of the training events ``tr`` (per class, seeded)."""
     from mva.config import Split
     from mva.split import KFold
-    from mva.tuning import score, tune_method
 
-    t0 = time.perf_counter()
-    tune = spec.tune
     labels = tr.labels if task.groups else None
-    folds = KFold(Split(folds=tune["folds"], seed=cfg.split.seed)).folds(labels, len(tr),
+    return KFold(Split(folds=tune["folds"], seed=cfg.split.seed)).folds(labels, len(tr),
                                                                           task.groups)
-    parts = [(tr.subset(f.train), tr.subset(f.test), w_train[f.train]) for f in folds]
 
-    def fit_fold(params: dict[str, Any], k: int) -> float:
-        fit_tr, held_out, w_fit = parts[k]
-        trial = spec.model_copy(update={"params": params, "tune": None})
-        res = _fit_method(cfg, task, trial, fit_tr, held_out, w_fit, None, train_scores=False,
-                          quiet=True)
-        return score(tune["metric"], cfg.task, res.pred_test, task.y(held_out),
-                     held_out.weights)
 
-    log.info("tuning %s: %d trials, %d-fold cross-validation on %d training events",
-             spec.name, tune["trials"], tune["folds"], len(tr))
-    # the trial fits' own progress lines (neighbour search, subsampling) would drown the
-    # trials' lines: only their warnings
+def _trial_score(cfg: Config, task: Any, spec: Any, params: dict[str, Any], tr: Events,
+                 w_train: np.ndarray, fold: Fold) -> float:
+    """One trial's figure on one tuning fold: ``spec`` with ``params`` fitted on the fold's
+    training part of ``tr``, scored on its held-out part."""
+    from mva.tuning import score
+
+    fit_tr, held_out = tr.subset(fold.train), tr.subset(fold.test)
+    trial = spec.model_copy(update={"params": params, "tune": None})
+    res = _fit_method(cfg, task, trial, fit_tr, held_out, w_train[fold.train], None,
+                      train_scores=False, quiet=True)
+    return score(spec.tune["metric"], cfg.task, res.pred_test, task.y(held_out),
+                 held_out.weights)
+
+
+def trial_unit(cfg: Config, spec: Any, fold: Fold, params: dict[str, Any], k: int,
+               events: Events) -> float:
+    """:func:`_trial_score` as a unit of a backend: tuning fold ``k`` of the training events of
+    the (outer) ``fold`` of ``events``, computed as a local run computes it."""
+    task = cfg.task_
+    tr = events.subset(fold.train)
+    w_train = training_weights(tr.labels, tr.weights, cfg.split.normalization,
+                               cfg.split.negative_weights, task.groups)
+    inner = _inner_folds(cfg, task, spec.tune, tr)[k]
+    with _quiet_methods():
+        return _trial_score(cfg, task, spec, params, tr, w_train, inner)
+
+
+@contextlib.contextmanager
+def _quiet_methods() -> Iterator[None]:
+    """The trial fits' own progress lines (neighbour search, subsampling) would drown the
+    trials' lines: only their warnings."""
     quiet = logging.getLogger("mva.methods")
     level = quiet.level
     quiet.setLevel(max(level, logging.WARNING))
     try:
-        tuning = tune_method(spec.type, cfg.task, dict(spec.params), tune, fit_fold,
-                             seed=cfg.split.seed, name=spec.name)
+        yield
     finally:
         quiet.setLevel(level)
+
+
+def _tune(cfg: Config, spec: Any, n_train: int, fit_score: Any) -> tuple[Any, dict[str, Any]]:
+    """``spec`` with the parameters that ``spec.tune`` finds best in cross-validation on its
+    ``n_train`` training events, and the ``tuning`` entry of ``metrics.json``.
+    ``fit_score(params, k)`` is the figure of tuning fold ``k`` (here or on a worker)."""
+    from mva.tuning import tune_method
+
+    t0 = time.perf_counter()
+    tune = spec.tune
+    log.info("tuning %s: %d trials, %d-fold cross-validation on %d training events",
+             spec.name, tune["trials"], tune["folds"], n_train)
+    with _quiet_methods():
+        tuning = tune_method(spec.type, cfg.task, dict(spec.params), tune, fit_score,
+                             seed=cfg.split.seed, name=spec.name)
     tuning["seconds"] = time.perf_counter() - t0
     best = method_class(spec.type).Params(**{**spec.params, **tuning["best_params"]})
     log.info("%s: best %s %.5g (trial %d) with %s", spec.name, tuning["metric"],
              tuning["best_score"], tuning["best_trial"], tuning["best_params"])
     return spec.model_copy(update={"params": best.model_dump()}), tuning
+
+
+def _tune_here(cfg: Config, task: Any, spec: Any, tr: Events, w_train: np.ndarray
+               ) -> tuple[Any, dict[str, Any]]:
+    """:func:`_tune` with every trial fitted in this process."""
+    folds = _inner_folds(cfg, task, spec.tune, tr)
+    return _tune(cfg, spec, len(tr), lambda params, k: _trial_score(
+        cfg, task, spec, params, tr, w_train, folds[k]))
 
 
 def fit_fold(cfg: Config, task: Any, spec: Any, events: Events, fold: Fold) -> MethodResult:
@@ -438,14 +479,31 @@ def _fit_remote(backend: Backend, cfg: Config, events: Events, units: list[tuple
     to every worker once; a method with ``distributed: true`` is fitted here instead, across
     the workers by the library's own Dask interface. Yields the results in unit order."""
     shared = backend.share(events)
-    remote = [(cfg, spec, f) for spec, f in units if not _distributed(spec)]
-    results = iter(backend.imap(fit_unit, remote, shared, what="training", unit="fits"))
+    # a tuned method is tuned here, every trial's fit on one tuning fold a task on the workers
+    # (``tune.n_jobs`` trials at once), then fitted with the best parameters as the others are
+    tunings: list[dict[str, Any] | None] = []
+    remote = []
     for spec, f in units:
+        tuning = None
+        if not _distributed(spec):
+            if getattr(spec, "tune", None):
+                tuned, tuning = _tune(cfg, spec, len(f.train), lambda params, k, s=spec, f=f:
+                                      backend.run(trial_unit, cfg, s, f, params, k, shared))
+                spec = tuned.model_copy(update={"tune": None})
+            remote.append((cfg, spec, f))
+        tunings.append(tuning)
+    results = iter(backend.imap(fit_unit, remote, shared, what="training", unit="fits"))
+    for (spec, f), tuning in zip(units, tunings, strict=True):
         if _distributed(spec):
             log.info("training %s across the Dask workers (xgboost.dask)", spec.name)
             yield fit_fold(cfg, cfg.task_, spec, events, f)
-        else:
-            yield _restore(cfg, spec, next(results))
+            continue
+        res = _restore(cfg, spec, next(results))
+        if tuning is not None:
+            res.tuning = tuning
+            res.fit_seconds += tuning["seconds"]
+            _note_tuning(res.trained.model, tuning)
+        yield res
 
 
 def _distributed(spec: Any) -> bool:

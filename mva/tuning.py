@@ -12,7 +12,7 @@ methods:
         max_depth: [2, 8]                    # integers for an integer parameter
         learning_rate: [0.01, 0.3, log]      # log-uniform
         hidden_layers: {choices: [[32], [64, 64]]}
-      n_jobs: 1              # trials evaluated at once (threads)
+      n_jobs: 1              # trials evaluated at once (threads, or Dask tasks)
 ```
 
 Each trial fits the method on ``folds - 1`` folds of the training sample (its preprocessing and
@@ -31,6 +31,8 @@ are evaluated in batches of ``n_jobs`` threads: each batch is drawn from the tri
 before it and told back in trial order, so the result depends on the seed and ``n_jobs`` only,
 never on thread timing (but it differs from the sequential result, since a batch is drawn
 without its own results). ``n_jobs: 1`` (the default) is the reproducible sequential search.
+On a Dask backend ``fit_fold`` is a task on the workers (:func:`mva.training.trial_unit`): the
+same fits, so the same search.
 """
 
 from __future__ import annotations

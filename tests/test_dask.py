@@ -202,6 +202,43 @@ def test_kfold_train_on_the_scheduler_is_the_local_run(inputs, cluster, tmp_path
     _assert_same_run(local, run)
 
 
+def _without_seconds(d):
+    if isinstance(d, dict):
+        return {k: _without_seconds(v) for k, v in d.items()
+                if k not in ("fit_seconds", "seconds")}
+    if isinstance(d, list):
+        return [_without_seconds(v) for v in d]
+    return d
+
+
+@pytest.mark.parametrize("split", [{"test_fraction": 0.5, "seed": 3},
+                                   {"folds": 2, "fold_expression": "evt % 2", "seed": 1}],
+                         ids=["holdout", "kfold"])
+def test_tuning_trials_run_on_the_workers(inputs, cluster, tmp_path, mva, split):
+    """Every trial's fold fit is a task on the workers (two trials at once); the search, the
+    best parameters and the refit are those of the local run with the same n_jobs."""
+    tune = {"trials": 4, "folds": 2, "n_jobs": 2}
+    methods = {"bdt": {"type": "bdt", "n_estimators": 20,
+                       "tune": {**tune, "space": {"max_depth": [1, 4]}}},
+               "knn": {"type": "knn", "tune": {**tune, "space": {"k": [3, 60, "log"]}}}}
+    cfg = _config(inputs, split, methods)
+    local, _ = _train(mva, tmp_path, cfg, "local")
+    with distributed.Client(cluster.address, timeout="20s", set_as_default=False) as client:
+        with distributed.get_task_stream(client) as stream:
+            run, res = _train(mva, tmp_path, cfg, "dask", "--scheduler", cluster.address)
+    trial_tasks = sum("trial_unit" in str(t["key"]) for t in stream.data)
+    ma, mb = (json.loads((r / "metrics.json").read_text()) for r in (local, run))
+    n_outer = split.get("folds", 1)
+    tunings = [mb["methods"][m]["tuning"] for m in methods]
+    tunings = [t for e in tunings for t in (e["folds"] if isinstance(e["folds"], list) else [e])]
+    assert len(tunings) == 2 * n_outer and all(t["trials"] == 4 for t in tunings)
+    # every completed trial fitted both tuning folds, a pruned one at least one
+    assert trial_tasks == sum(len(h["fold_scores"]) for t in tunings for h in t["history"])
+    assert trial_tasks >= 2 * n_outer * 4
+    assert _without_seconds(ma) == _without_seconds(mb)
+    _assert_same_outputs(local / "output.root", run / "output.root")
+
+
 def _apply(mva, run: Path, inputs: list[Path], out: Path | str, *extra: str, real=True,
            quiet=False):
     return mva(*(["-q"] if quiet else []), "apply", run, *inputs, "--tree", "Events", "--output", out, "--keep", "evt",

@@ -34,6 +34,11 @@ class Backend:
         """``fn(*u, *shared)`` for every unit ``u``, yielded in the order of ``units``."""
         raise NotImplementedError
 
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` as one unit, waited for (safe to call from several threads at once: that
+        is how many units run side by side)."""
+        return fn(*args)
+
     def map_reduce(self, fn: Callable[..., Any], groups: Sequence[Sequence[tuple]],
                    reduce: Callable[..., Any], reduce_args: Sequence[tuple], what: str = "",
                    unit: str = "it") -> Iterator[Any]:

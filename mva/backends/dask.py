@@ -162,6 +162,13 @@ class DaskBackend(Backend):
                 if pending:
                     self.client.cancel(list(pending))
 
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        fut = self.client.submit(fn, *args, pure=False)
+        try:
+            return fut.result()
+        finally:
+            fut.release()
+
     def map_reduce(self, fn: Callable[..., Any], groups: Sequence[Sequence[tuple]],
                    reduce: Callable[..., Any], reduce_args: Sequence[tuple], what: str = "",
                    unit: str = "it") -> Iterator[Any]:

@@ -11,6 +11,11 @@ run log, the summary table of ``mva train`` and the report):
   test sample. The second condition scales the gap with the room left below AUC 1: 0.03 at a
   test AUC of 0.91, 0.003 at 0.99, where an absolute threshold would be too strict at low and
   too lax at high AUC; the first keeps small samples' fluctuations from raising it.
+
+A regression (:func:`regression_warning`) has no score distribution to compare; its sign is a
+training RMS of ``prediction - target`` smaller than :data:`RMS_FRACTION` of the test RMS (the
+method reproduces its training targets better than it predicts new events: it has fitted their
+noise) by more than :data:`GAP_SIGMAS` standard deviations of the difference.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["KS_PVALUE", "GAP_SIGMAS", "GAP_FRACTION", "auc_gap", "overtraining_warning",
+__all__ = ["KS_PVALUE", "GAP_SIGMAS", "GAP_FRACTION", "RMS_FRACTION", "auc_gap",
+           "overtraining_warning", "binary_warning", "multiclass_warning", "regression_warning",
            "HINTS"]
 
 #: a KS p-value below this is a warning
@@ -28,6 +34,8 @@ KS_PVALUE = 0.01
 GAP_SIGMAS = 3.0
 #: ... and this fraction of the test sample's 1 - AUC
 GAP_FRACTION = 1.0 / 3.0
+#: a regression's training RMS below this fraction of its test RMS is a warning
+RMS_FRACTION = 0.8
 
 #: what to try, per method type
 HINTS: dict[str, str] = {
@@ -37,7 +45,7 @@ HINTS: dict[str, str] = {
            "or l2, or more training events",
     "knn": "try a larger k (or leave k out to have it chosen by leave-one-out); the training "
            "scores of a kNN include the event itself among its neighbours",
-    "svm": "try a smaller C or gamma",
+    "svm": "try a smaller C or gamma (regression: a larger epsilon)",
     "linear": "try fewer input variables or more training events",
 }
 _DEFAULT_HINT = "try stronger regularisation or more training events"
@@ -100,3 +108,28 @@ def multiclass_warning(method_type: str, metrics: Mapping[str, Any]) -> str | No
     return overtraining_warning(
         method_type, dict(ks), train.get("roc_auc_macro"), train.get("roc_auc_macro_err"),
         test.get("roc_auc_macro"), test.get("roc_auc_macro_err"), auc_name="macro AUC")
+
+
+def regression_warning(method_type: str, metrics: Mapping[str, Any]) -> str | None:
+    """The warning for a regression's ``metrics.json`` entry (one target, or one entry per
+    target): training RMS below :data:`RMS_FRACTION` of the test RMS by more than
+    :data:`GAP_SIGMAS` standard deviations; None otherwise."""
+    test, train = metrics.get("test") or {}, metrics.get("train") or {}
+    per_target = ({"": (train, test)} if "rms" in test
+                  else {name: (train.get(name) or {}, t) for name, t in test.items()})
+    reasons = []
+    for name, (tr, te) in per_target.items():
+        if not (isinstance(tr.get("rms"), float) and isinstance(te.get("rms"), float)):
+            continue
+        gap = te["rms"] - tr["rms"]
+        errs = [e for e in (tr.get("rms_err"), te.get("rms_err"))
+                if isinstance(e, float) and math.isfinite(e)]
+        err = math.sqrt(sum(e * e for e in errs)) if errs else None
+        if tr["rms"] < RMS_FRACTION * te["rms"] and (err is None or gap > GAP_SIGMAS * err):
+            unc = f" ± {err:.3g}" if err is not None else ""
+            reasons.append(f"train RMS {tr['rms']:.4g} vs test {te['rms']:.4g}"
+                           f"{f' ({name})' if name else ''} (gap {gap:.3g}{unc}, the training "
+                           f"RMS below {RMS_FRACTION:g} of the test RMS)")
+    if not reasons:
+        return None
+    return f"overtraining: {'; '.join(reasons)}: {HINTS.get(method_type, _DEFAULT_HINT)}"

@@ -94,8 +94,14 @@ class Regression(Task):
         return {}, {"comparison": next(iter(per_target.values())) if one else per_target}
 
     def evaluate(self, res, run):
-        return {"test": self.figures(res.pred_test, res.sigma_test, run.test),
-                "train": self.figures(res.pred_train, res.sigma_train, run.train)}
+        from mva.evaluation.overtraining import regression_warning
+
+        metrics = {"test": self.figures(res.pred_test, res.sigma_test, run.test),
+                   "train": self.figures(res.pred_train, res.sigma_train, run.train)}
+        warning = regression_warning(res.trained.type, metrics)
+        if warning:
+            metrics["warnings"] = [warning]
+        return metrics
 
     def summary_table(self, run):
         head = (f"{'method':<12}{'bias ± err':>20}{'rms ± err':>20}{'rms_trunc':>11}"

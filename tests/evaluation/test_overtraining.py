@@ -61,3 +61,23 @@ def test_from_metrics_entries() -> None:
     assert "1e-05 (qcd)" in text and "macro AUC" not in text and "smaller C" in text
     multi["overtraining"]["ks_pvalue"]["qcd"] = 0.3
     assert multiclass_warning("svm", multi) is None
+
+
+def test_regression_warning_needs_a_large_and_significant_rms_gap() -> None:
+    from mva.evaluation.overtraining import RMS_FRACTION, regression_warning
+
+    def entry(train, train_err, test, test_err):
+        return {"train": {"rms": train, "rms_err": train_err},
+                "test": {"rms": test, "rms_err": test_err}}
+
+    text = regression_warning("bdt", entry(0.3, 0.01, 0.6, 0.01))
+    assert text.startswith("overtraining: train RMS 0.3 vs test 0.6") and "max_depth" in text
+    # the fraction itself, and a gap within the uncertainties, are no warning
+    assert regression_warning("bdt", entry(RMS_FRACTION * 0.6, 0.01, 0.6, 0.01)) is None
+    assert regression_warning("bdt", entry(0.3, 0.2, 0.6, 0.2)) is None
+    assert regression_warning("mlp", entry(0.59, 0.01, 0.6, 0.01)) is None
+    # several targets: the one that is overtrained is named
+    multi = {"train": {"e": {"rms": 1.0, "rms_err": 0.01}, "phi": {"rms": 0.1, "rms_err": 0.001}},
+             "test": {"e": {"rms": 1.05, "rms_err": 0.01}, "phi": {"rms": 0.2, "rms_err": 0.001}}}
+    text = regression_warning("knn", multi)
+    assert "(phi)" in text and "(e)" not in text and "larger k" in text
