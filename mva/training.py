@@ -17,6 +17,7 @@ import yaml
 from mva.backends import Backend, LocalBackend
 from mva.config import Config
 from mva.errors import InputError
+from mva.evaluation.classification import sorted_once
 from mva.io.events import Events, load_samples
 from mva.io.writers import atomic_directory, write_trees
 from mva.methods import method_class
@@ -340,6 +341,7 @@ def run_training(cfg: Config, out: Path | None = None, plotter: Any = None,
         w_test_norm = training_weights(te.labels, te.weights, cfg.split.normalization, "keep",
                                        task.groups)
         run = RunResult(cfg, tr, te, task=task, train_weights=w_train)
+        _plot_inputs(run, out, plotter)
         if remote:
             run.backend = backend.describe()
         fitted = {}
@@ -377,6 +379,7 @@ def run_training(cfg: Config, out: Path | None = None, plotter: Any = None,
                                  cfg.split.negative_weights, task.groups)
         run = RunResult(cfg, events, events, task=task, train_weights=w_all, folds=folds,
                         fold_of=fold_of)
+        _plot_inputs(run, out, plotter)
         if remote:
             run.backend = backend.describe()
         fitted = {}
@@ -588,37 +591,26 @@ def _fold_metrics(run: RunResult, res: MethodResult) -> tuple[list[dict[str, Any
     return entries, cv_summary([e["test"] for e in entries])
 
 
+def _plot_inputs(run: RunResult, out: Path | None, plotter: Any) -> None:
+    """Hand the input plots (training events) to the ``plotter`` before training: its
+    low-priority workers draw them on the cycles the training leaves idle."""
+    if plotter is not None and out is not None:
+        from mva.evaluation import figures
+
+        plotter.submit(figures.input_jobs(run, out / "plots"))
+
+
 def _evaluate_all(run: RunResult, fitted: dict[str, MethodResult], out: Path | None,
                   plotter: Any) -> None:
     """Evaluate every fitted method into ``run`` and hand the plots to the ``plotter``."""
     cfg = run.config
     plot_dir = None if out is None else out / "plots"
     if plotter is not None:
-        # only now: plot workers beside multi-threaded training slow it down more than they
-        # save; beside the single-threaded evaluation and writing they use an idle core
         from mva.evaluation import figures
-
-        plotter.submit(figures.input_jobs(run, plot_dir))
     for name, res in fitted.items():
-        log.debug("%s: evaluating", name)
-        res.metrics = run.task.evaluate(res, run)
-        if run.folds is not None:
-            res.metrics["folds"], res.metrics["cv"] = _fold_metrics(run, res)
-        res.metrics["fit_seconds"] = res.fit_seconds
-        # the events the fit really used (the SVM's subset, without validation events); k-fold:
-        # the mean over the fold models
-        res.metrics["training_events"] = int(round(np.mean(
-            [tm.model.training_events_ for tm in getattr(res.trained, "folds", [res.trained])])))
-        if res.tuning is not None:
-            res.metrics["tuning"] = (res.tuning if isinstance(res.tuning, dict)
-                                     else {"folds": res.tuning})
-        if res.trained.model.notes_:
-            res.metrics["notes"] = res.trained.model.notes_
-        for text in res.metrics.get("warnings", []):
-            log.warning("%s: %s", name, text)
-        run.methods[name] = res
-        if plotter is not None:
-            plotter.submit(figures.method_jobs(run, name, plot_dir))
+        # one sort of each score array for all its figures, cuts and plots
+        with sorted_once():
+            _evaluate_one(run, name, res, plotter, plot_dir)
     head, tail = run.task.run_metrics(run)
     if run.folds is not None:
         head = {**head, "split": _fold_info(cfg)}
@@ -626,6 +618,32 @@ def _evaluate_all(run: RunResult, fitted: dict[str, MethodResult], out: Path | N
                    "methods": {n: r.metrics for n, r in run.methods.items()}, **tail}
     if plotter is not None:
         plotter.submit(figures.summary_jobs(run, plot_dir))
+
+
+def _evaluate_one(run: RunResult, name: str, res: MethodResult, plotter: Any,
+                  plot_dir: Path | None) -> None:
+    """Evaluate one fitted method into ``run`` and hand its plots to the ``plotter``."""
+    log.debug("%s: evaluating", name)
+    res.metrics = run.task.evaluate(res, run)
+    if run.folds is not None:
+        res.metrics["folds"], res.metrics["cv"] = _fold_metrics(run, res)
+    res.metrics["fit_seconds"] = res.fit_seconds
+    # the events the fit really used (the SVM's subset, without validation events); k-fold:
+    # the mean over the fold models
+    res.metrics["training_events"] = int(round(np.mean(
+        [tm.model.training_events_ for tm in getattr(res.trained, "folds", [res.trained])])))
+    if res.tuning is not None:
+        res.metrics["tuning"] = (res.tuning if isinstance(res.tuning, dict)
+                                 else {"folds": res.tuning})
+    if res.trained.model.notes_:
+        res.metrics["notes"] = res.trained.model.notes_
+    for text in res.metrics.get("warnings", []):
+        log.warning("%s: %s", name, text)
+    run.methods[name] = res
+    if plotter is not None:
+        from mva.evaluation import figures
+
+        plotter.submit(figures.method_jobs(run, name, plot_dir))
 
 
 def _fold_info(cfg: Config) -> dict[str, Any]:

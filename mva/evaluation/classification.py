@@ -12,8 +12,10 @@ A cut always means "select events with ``score >= cut``".
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -28,6 +30,7 @@ __all__ = [
     "significance_scan",
     "cut_efficiency_curves",
     "cut_for_efficiency",
+    "sorted_once",
 ]
 
 logger = logging.getLogger(__name__)
@@ -38,7 +41,44 @@ ArrayLike = np.ndarray | Sequence[float]
 # --------------------------------------------------------------------------- helpers
 
 
+_SORTED = threading.local()
+
+
+@contextlib.contextmanager
+def sorted_once() -> Iterator[None]:
+    """Within the block, the sorted cumulative sums of the same ``(scores, labels, weights)``
+    array objects are computed once: the evaluation of one method asks for its ROC curve,
+    cuts and scans many times, each a sort of a million events. The arrays must not change
+    inside the block (the results are read-only)."""
+    outer = getattr(_SORTED, "cache", None)
+    if outer is None:
+        _SORTED.cache = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _SORTED.cache = None
+
+
 def _cumulative(
+    scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cache = getattr(_SORTED, "cache", None)
+    if cache is None:
+        return _sorted_sums(scores, labels, weights)
+    key = (id(scores), id(labels), id(weights))
+    hit = cache.get(key)
+    # the entry holds the inputs themselves: their ids cannot be reused while it exists
+    if hit is None or any(a is not b for a, b in zip(hit[0], (scores, labels, weights),
+                                                     strict=True)):
+        out = _sorted_sums(scores, labels, weights)
+        for a in out:
+            a.setflags(write=False)
+        hit = cache[key] = ((scores, labels, weights), out)
+    return hit[1]
+
+
+def _sorted_sums(
     scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted signal/background sums passing ``score >= t`` for each distinct score ``t``.

@@ -389,3 +389,28 @@ def test_cut_for_efficiency():
         cut_for_efficiency(scores, labels, weights)
     with pytest.raises(ValueError):
         cut_for_efficiency(scores, labels, weights, eff_sig=0.5, eff_bkg=0.5)
+
+
+def test_sorted_once_sorts_each_array_once_and_changes_no_figure(monkeypatch) -> None:
+    import mva.evaluation.classification as cm
+
+    rng = np.random.default_rng(4)
+    s, y, w = rng.normal(size=3000), rng.integers(0, 2, 3000), rng.uniform(0.5, 1.5, 3000)
+    plain = (cm.roc_auc(s, y, w), cm.eff_sig_at_bkg(s, y, w), cm.cut_for_efficiency(
+        s, y, w, eff_sig=0.7), cm.significance_scan(s, y, w, 10.0, 100.0))
+    calls = []
+    real = cm._sorted_sums
+    monkeypatch.setattr(cm, "_sorted_sums", lambda *a: calls.append(a) or real(*a))
+    with cm.sorted_once():
+        cached = (cm.roc_auc(s, y, w), cm.eff_sig_at_bkg(s, y, w), cm.cut_for_efficiency(
+            s, y, w, eff_sig=0.7), cm.significance_scan(s, y, w, 10.0, 100.0))
+        assert len(calls) == 1
+        # other arrays (equal values, another object) are sorted on their own
+        cm.roc_auc(s.copy(), y, w)
+        assert len(calls) == 2
+        with cm.sorted_once():  # nested: the same cache
+            cm.roc_curve(s, y, w)
+        assert len(calls) == 2
+    assert cached == plain
+    cm.roc_auc(s, y, w)          # outside the block: no cache
+    assert len(calls) == 3
