@@ -51,12 +51,18 @@ HINTS: dict[str, str] = {
 _DEFAULT_HINT = "try stronger regularisation or more training events"
 
 
+def _in_quadrature(*errs: float | None) -> float | None:
+    """The finite uncertainties among ``errs`` in quadrature (independent samples); None
+    without any."""
+    finite = [float(e) for e in errs if isinstance(e, (int, float)) and math.isfinite(e)]
+    return math.sqrt(sum(e * e for e in finite)) if finite else None
+
+
 def auc_gap(train: float, train_err: float | None, test: float, test_err: float | None
             ) -> tuple[float, float | None, bool]:
     """``(gap, its uncertainty, large)`` of the train/test AUC difference (module docstring)."""
     gap = float(train) - float(test)
-    errs = [e for e in (train_err, test_err) if e is not None and math.isfinite(e)]
-    err = math.sqrt(sum(e * e for e in errs)) if errs else None
+    err = _in_quadrature(train_err, test_err)
     large = (gap > GAP_FRACTION * (1.0 - float(test))
              and (err is None or gap > GAP_SIGMAS * err))
     return gap, err, large
@@ -122,9 +128,7 @@ def regression_warning(method_type: str, metrics: Mapping[str, Any]) -> str | No
         if not (isinstance(tr.get("rms"), float) and isinstance(te.get("rms"), float)):
             continue
         gap = te["rms"] - tr["rms"]
-        errs = [e for e in (tr.get("rms_err"), te.get("rms_err"))
-                if isinstance(e, float) and math.isfinite(e)]
-        err = math.sqrt(sum(e * e for e in errs)) if errs else None
+        err = _in_quadrature(tr.get("rms_err"), te.get("rms_err"))
         if tr["rms"] < RMS_FRACTION * te["rms"] and (err is None or gap > GAP_SIGMAS * err):
             unc = f" ± {err:.3g}" if err is not None else ""
             reasons.append(f"train RMS {tr['rms']:.4g} vs test {te['rms']:.4g}"
