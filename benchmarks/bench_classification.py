@@ -86,7 +86,9 @@ with uproot.recreate({out!r}) as f:
     f.mktree("TreeS", {{"bdt": score.dtype}}).extend({{"bdt": score}})
 """
 
-CONFIG = """
+#: the data and split of every benchmark on these events (a format string: data, features);
+#: each script appends its ``methods:``
+DATA_CONFIG = """
 task: classification
 data:
   signal: {{files: [{data}], tree: TreeS}}
@@ -94,7 +96,9 @@ data:
   weight: weight
   features: {features}
 split: {{test_fraction: 0.5, seed: 7}}
-methods:
+"""
+
+CONFIG = DATA_CONFIG + """methods:
   # the model of the bare side (mva's defaults stop early and subsample 0.5: other work)
   bdt: {{type: bdt, n_estimators: {trees}, max_depth: {depth}, learning_rate: {eta},
          early_stopping: false, subsample: 0.8, min_child_weight: 1}}

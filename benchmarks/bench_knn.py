@@ -39,20 +39,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_classification import FEATURES, make_data  # noqa: E402
+from bench_classification import DATA_CONFIG, FEATURES, make_data  # noqa: E402
 from bench_mlp import Timer, make_events  # noqa: E402
 
 K = 20
 
-CONFIG = """
-task: classification
-data:
-  signal: {{files: [{data}], tree: TreeS}}
-  background: {{files: [{data}], tree: TreeB}}
-  weight: weight
-  features: {features}
-split: {{test_fraction: 0.5, seed: 7}}
-methods:
+CONFIG = DATA_CONFIG + """methods:
   knn: {{type: knn, k: {k}}}
 """
 
