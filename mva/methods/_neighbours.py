@@ -20,7 +20,8 @@ candidates. The output is therefore exactly the brute-force result, not an appro
 (``IndexHNSWFlat``) gives ``k'`` candidates per query, ranked like the exact ones. The graph is
 built single-threaded, so it (and every score) is reproducible; ``efSearch`` is raised at fit time
 until the neighbour recall, measured against the exact search on :data:`RECALL_EVENTS` training
-events, reaches :data:`RECALL_TARGET`. The index is stored with the model (faiss's own binary
+events held out of the graph until then (new queries, as test events are), reaches
+:data:`RECALL_TARGET` by two standard errors. The index is stored with the model (faiss's own binary
 format), so ``mva apply`` does not rebuild it.
 """
 
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["ExactSearch", "HNSWSearch", "EXACT_MAX_VALUES", "make_search", "load_search",
-           "recall"]
+           "recall", "recall_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,12 @@ QUERY_TILE, TRAIN_TILE = 512, 16384
 GPU_QUERY_TILE, GPU_TRAIN_TILE = 4096, 262144
 #: HNSW graph: links per node and the candidate list while building
 HNSW_M, HNSW_EF_CONSTRUCTION = 32, 64
-#: training events (queries) on which the HNSW recall is measured at fit time, and its target
-RECALL_EVENTS, RECALL_TARGET = 1000, 0.99
+#: training events (queries, held out of the graph until measured) on which the HNSW recall is
+#: measured at fit time (at most a tenth of the events), and the recall it must reach by two
+#: standard errors
+RECALL_EVENTS, RECALL_TARGET = 1000, 0.98
+#: efSearch grows by this factor until the recall is reached (from 64, or k's candidates)
+EF_STEP = 1.25
 #: the largest efSearch tried
 MAX_EF_SEARCH = 2048
 
@@ -236,58 +241,91 @@ class HNSWSearch:
 
     kind = "hnsw"
 
-    def __init__(self, X: np.ndarray, index: Any, ef_search: int, recall_: float | None = None):
+    def __init__(self, X: np.ndarray, index: Any, ef_search: int, recall_: float | None = None,
+                 order: np.ndarray | None = None, recall_err: float | None = None):
         self.n, self.d = X.shape
         self.index = index
         self.ef_search = int(ef_search)
-        self.recall_ = recall_
+        self.recall_, self.recall_err_ = recall_, recall_err
+        self.recall_events_: int | None = None
+        #: the training index of each node of the graph, in the order they were added
+        self.order = np.arange(self.n) if order is None else np.asarray(order, dtype=np.int64)
         self.ranker = _Ranker(X, "cpu")
 
     @classmethod
     def build(cls, X: np.ndarray, k: int, seed: int = 0) -> HNSWSearch:
-        """Build the graph and raise ``efSearch`` until the measured recall reaches its target."""
+        """Build the graph and raise ``efSearch`` until the measured recall reaches its target.
+
+        The recall is measured on :data:`RECALL_EVENTS` training events left out of the graph
+        until then, so that they are queries the graph has not seen, as test events are (a
+        query that is a node of the graph finds its neighbourhood more easily: the recall of
+        training events overstates that of new events); they are added last.
+        """
         faiss = _faiss()
+        n = len(X)
+        rng = np.random.default_rng(seed)
+        m = min(RECALL_EVENTS, n // 10)
+        held = np.zeros(n, dtype=bool)
+        held[rng.choice(n, m, replace=False)] = True
+        order = np.r_[np.flatnonzero(~held), np.flatnonzero(held)]
         index = faiss.IndexHNSWFlat(X.shape[1], HNSW_M)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        X32 = np.ascontiguousarray(X[order], dtype=np.float32)
         threads = faiss.omp_get_max_threads()
         # one thread: the graph, and with it every score, is the same in every run
         faiss.omp_set_num_threads(1)
         try:
-            index.add(np.ascontiguousarray(X, dtype=np.float32))
+            index.add(X32[:n - m])
+            search = cls(X, index, ef_search=max(64, extra_candidates(k)), order=order)
+            search._tune(X, order[n - m:], order[:n - m], k)
+            index.add(X32[n - m:])
         finally:
             faiss.omp_set_num_threads(threads)
-        search = cls(X, index, ef_search=max(64, extra_candidates(k)))
-        search._tune(X, k, seed)
         return search
 
-    def _tune(self, X: np.ndarray, k: int, seed: int) -> None:
-        rng = np.random.default_rng(seed)
-        m = min(RECALL_EVENTS, self.n)
-        rows = np.sort(rng.choice(self.n, m, replace=False))
-        kq = min(k + 1, self.n)          # the event itself is among its neighbours: not counted
-        _, truth = ExactSearch(X).kneighbors(X[rows], kq)
+    def _tune(self, X: np.ndarray, queries: np.ndarray, graph: np.ndarray, k: int) -> None:
+        """Raise ``efSearch`` in steps of :data:`EF_STEP` until the recall of the ``queries``
+        (training indices, not in the graph) among the ``graph`` events is at least
+        :data:`RECALL_TARGET` by two standard errors."""
+        if not len(queries):
+            return
+        k = min(k, len(graph))
+        _, truth = ExactSearch(X[graph]).kneighbors(X[queries], k)
+        truth = graph[truth]
         while True:
-            _, got = self.kneighbors(X[rows], kq)
-            self.recall_ = recall(got, truth, kq - 1, exclude=rows)
-            log.debug("knn: hnsw efSearch %d: recall %.4f", self.ef_search, self.recall_)
-            if self.recall_ >= RECALL_TARGET or self.ef_search >= MAX_EF_SEARCH:
+            _, got = self.kneighbors(X[queries], k, n_graph=len(graph))
+            rows = recall_rows(got, truth, k)
+            self.recall_ = float(rows.mean())
+            self.recall_err_ = float(rows.std(ddof=1) / np.sqrt(len(rows))) if len(rows) > 1 else 0.0
+            log.debug("knn: hnsw efSearch %d: recall %.4f +- %.4f", self.ef_search, self.recall_,
+                      self.recall_err_)
+            if (self.recall_ - 2 * self.recall_err_ >= RECALL_TARGET
+                    or self.ef_search >= MAX_EF_SEARCH):
                 break
-            self.ef_search *= 2
+            self.ef_search = min(MAX_EF_SEARCH, int(np.ceil(self.ef_search * EF_STEP)))
+        self.recall_events_ = len(queries)
 
     def describe(self) -> str:
-        recall_ = "" if self.recall_ is None else f", neighbour recall {self.recall_:.4f}"
-        return (f"approximate (faiss HNSW, M={HNSW_M}, efSearch={self.ef_search}{recall_} on "
-                f"{min(RECALL_EVENTS, self.n)} training events)")
+        recall_ = ""
+        if self.recall_ is not None:
+            err = "" if self.recall_err_ is None else f" +- {self.recall_err_:.4f}"
+            on = "" if self.recall_events_ is None else (
+                f" on {self.recall_events_} training events held out of the graph until then")
+            recall_ = f", neighbour recall {self.recall_:.4f}{err}{on}"
+        return f"approximate (faiss HNSW, M={HNSW_M}, efSearch={self.ef_search}{recall_})"
 
-    def kneighbors(self, Q: np.ndarray, k: int, progress: Any = None
+    def kneighbors(self, Q: np.ndarray, k: int, progress: Any = None, n_graph: int | None = None
                    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(d2, idx)`` as :meth:`ExactSearch.kneighbors`; ``n_graph``: the nodes in the graph
+        (while it is built: fewer than the training events)."""
         import torch
 
         faiss = _faiss()
-        k = min(k, self.n)
+        n_graph = self.n if n_graph is None else n_graph
+        k = min(k, n_graph)
         # the search keeps efSearch candidates anyway: ranking up to 2k of them exactly costs
         # little and finds neighbours the graph's float32 order put just beyond k
-        kp = min(max(extra_candidates(k), min(2 * k, self.ef_search)), self.n)
+        kp = min(max(extra_candidates(k), min(2 * k, self.ef_search)), n_graph)
         params = faiss.SearchParametersHNSW()
         params.efSearch = max(self.ef_search, kp)
         d2 = np.empty((len(Q), k))
@@ -295,7 +333,8 @@ class HNSWSearch:
         tile = 8192
         for s in range(0, len(Q), tile):
             q = np.ascontiguousarray(Q[s:s + tile], dtype=np.float64)
-            _, cand = self.index.search(q.astype(np.float32), kp, params=params)
+            _, pos = self.index.search(q.astype(np.float32), kp, params=params)
+            cand = np.where(pos >= 0, self.order[np.maximum(pos, 0)], -1)
             with _threads(1):
                 dt, it = self.ranker.rank(torch.as_tensor(q), torch.as_tensor(cand), k)
             d2[s:s + len(q)], idx[s:s + len(q)] = dt.numpy(), it.numpy()
@@ -309,7 +348,8 @@ class HNSWSearch:
 
     @classmethod
     def from_bytes(cls, X: np.ndarray, data: bytes, ef_search: int,
-                   recall_: float | None = None) -> HNSWSearch:
+                   recall_: float | None = None, order: np.ndarray | None = None,
+                   recall_err: float | None = None) -> HNSWSearch:
         faiss = _faiss()
         index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         if index.ntotal != len(X) or index.d != X.shape[1]:
@@ -317,7 +357,13 @@ class HNSWSearch:
 
             raise InputError(f"kNN index holds {index.ntotal} x {index.d} events, the model "
                              f"{X.shape[0]} x {X.shape[1]}")
-        return cls(X, index, ef_search, recall_)
+        if order is not None and (len(order) != len(X) or not np.array_equal(
+                np.sort(order), np.arange(len(X)))):
+            from mva.errors import InputError
+
+            raise InputError("kNN index: its node order is not a permutation of the training "
+                             "events")
+        return cls(X, index, ef_search, recall_, order, recall_err)
 
 
 def _faiss() -> Any:
@@ -330,20 +376,29 @@ def _faiss() -> Any:
     return faiss
 
 
-def recall(got: np.ndarray, truth: np.ndarray, k: int | None = None,
-           exclude: np.ndarray | None = None) -> float:
-    """Mean fraction of the true ``k`` nearest neighbours (rows of ``truth``, nearest first)
-    that ``got`` holds. ``exclude[i]``: an index not counted in row i, the query itself when it
-    is a training event (then ask both searches for k + 1 neighbours)."""
+def recall_rows(got: np.ndarray, truth: np.ndarray, k: int | None = None,
+                exclude: np.ndarray | None = None) -> np.ndarray:
+    """Per query, the fraction of its true ``k`` nearest neighbours (rows of ``truth``, nearest
+    first) that ``got`` holds. ``exclude[i]``: an index not counted in row i, the query itself
+    when it is a training event (then ask both searches for k + 1 neighbours)."""
     k = truth.shape[1] if k is None else k
-    hits = 0
+    out = np.ones(len(truth))
+    if not k:
+        return out
     for i in range(len(truth)):
         t, g = truth[i].tolist(), set(got[i].tolist())
         if exclude is not None:
             t = [j for j in t if j != exclude[i]]
             g.discard(int(exclude[i]))
-        hits += len(set(t[:k]) & g)
-    return hits / (k * len(truth)) if len(truth) and k else 1.0
+        out[i] = len(set(t[:k]) & g) / k
+    return out
+
+
+def recall(got: np.ndarray, truth: np.ndarray, k: int | None = None,
+           exclude: np.ndarray | None = None) -> float:
+    """Mean fraction of the true ``k`` nearest neighbours found (:func:`recall_rows`)."""
+    rows = recall_rows(got, truth, k, exclude)
+    return float(rows.mean()) if len(rows) else 1.0
 
 
 def choose(search: str, n: int, d: int, device: str) -> str:
@@ -366,14 +421,19 @@ def load_search(kind: str, X: np.ndarray, meta: dict[str, Any], blobs: dict[str,
                 device: str = "auto") -> Any:
     """The search of a stored model (``meta`` and ``blobs`` as :meth:`state_of` wrote them)."""
     if kind == "hnsw":
-        return HNSWSearch.from_bytes(X, blobs["hnsw.faiss"], int(meta["ef_search"]),
-                                     meta.get("recall"))
+        order = blobs.get("hnsw_order.i64")
+        return HNSWSearch.from_bytes(
+            X, blobs["hnsw.faiss"], int(meta["ef_search"]), meta.get("recall"),
+            None if order is None else np.frombuffer(order, dtype="<i8").astype(np.int64),
+            meta.get("recall_err"))
     return ExactSearch(X, device)
 
 
 def state_of(search: Any) -> tuple[dict[str, Any], dict[str, bytes]]:
     """What a stored model needs to rebuild ``search``: meta entries and blobs."""
     if search.kind == "hnsw":
-        return ({"ef_search": search.ef_search, "recall": search.recall_},
-                {"hnsw.faiss": search.to_bytes()})
+        return ({"ef_search": search.ef_search, "recall": search.recall_,
+                 "recall_err": search.recall_err_},
+                {"hnsw.faiss": search.to_bytes(),
+                 "hnsw_order.i64": search.order.astype("<i8").tobytes()})
     return {}, {}

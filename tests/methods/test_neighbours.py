@@ -129,6 +129,48 @@ def test_hnsw_recall_and_auc_close_to_exact() -> None:
     np.testing.assert_array_equal(again.predict(Xt), approx.predict(Xt))
 
 
+def test_hnsw_measures_recall_on_events_held_out_of_the_graph() -> None:
+    X = np.random.default_rng(12).normal(size=(3000, 8))
+    s = HNSWSearch.build(X, 10, seed=3)
+    m = 300  # a tenth of the events
+    assert s.recall_events_ == m and s.index.ntotal == len(X)
+    # every training event is a node, under its own index: the held-out ones were added last
+    np.testing.assert_array_equal(np.sort(s.order), np.arange(len(X)))
+    held = s.order[-m:]
+    d2, idx = s.kneighbors(X[held], 1)
+    np.testing.assert_array_equal(idx[:, 0], held)
+    assert np.all(d2[:, 0] == 0.0)
+    # the recall reached its target by two standard errors, and is that of new queries
+    assert s.recall_ - 2 * s.recall_err_ >= _neighbours.RECALL_TARGET
+    Q = np.random.default_rng(13).normal(size=(1000, 8))
+    r = recall(s.kneighbors(Q, 10)[1], ExactSearch(X).kneighbors(Q, 10)[1])
+    assert abs(r - s.recall_) <= 5 * s.recall_err_ + 0.005
+    assert "held out of the graph" in s.describe()
+
+
+def test_recall_rows_per_query() -> None:
+    truth = np.array([[0, 1], [2, 3]])
+    np.testing.assert_allclose(_neighbours.recall_rows(np.array([[1, 9], [2, 3]]), truth),
+                               [0.5, 1.0])
+
+
+def test_hnsw_index_stored_without_its_order_keeps_the_identity() -> None:
+    # a model written before the node order was stored: nodes in training order
+    X = np.random.default_rng(14).normal(size=(200, 3))
+    s = HNSWSearch.build(X, 5)
+    meta, blobs = _neighbours.state_of(s)
+    assert "hnsw_order.i64" in blobs
+    again = _neighbours.load_search("hnsw", X, meta, blobs)
+    np.testing.assert_array_equal(again.order, s.order)
+    np.testing.assert_array_equal(again.kneighbors(X, 5)[1], s.kneighbors(X, 5)[1])
+    old = _neighbours.load_search("hnsw", X, meta, {"hnsw.faiss": blobs["hnsw.faiss"]})
+    np.testing.assert_array_equal(old.order, np.arange(len(X)))
+    from mva.errors import InputError
+
+    with pytest.raises(InputError, match="not a permutation"):
+        HNSWSearch.from_bytes(X, blobs["hnsw.faiss"], s.ef_search, order=np.zeros(200, int))
+
+
 def test_hnsw_index_is_stored_with_the_model(tmp_path: Path) -> None:
     X, y = two_gaussians(400, seed=8, d=4)
     params = {"k": 10, "search": "hnsw"}
