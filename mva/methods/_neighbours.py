@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -331,15 +332,30 @@ class HNSWSearch:
         d2 = np.empty((len(Q), k))
         idx = np.empty((len(Q), k), dtype=np.int64)
         tile = 8192
-        for s in range(0, len(Q), tile):
-            q = np.ascontiguousarray(Q[s:s + tile], dtype=np.float64)
-            _, pos = self.index.search(q.astype(np.float32), kp, params=params)
-            cand = np.where(pos >= 0, self.order[np.maximum(pos, 0)], -1)
+
+        def rank(s: int, q: np.ndarray, cand: np.ndarray) -> int:
             with _threads(1):
                 dt, it = self.ranker.rank(torch.as_tensor(q), torch.as_tensor(cand), k)
             d2[s:s + len(q)], idx[s:s + len(q)] = dt.numpy(), it.numpy()
-            if progress is not None:
-                progress.update(len(q))
+            return len(q)
+
+        # a tile's candidates are ranked (torch, one thread) while faiss searches the next one
+        # (both release the GIL): the ranking no longer leaves a core idle
+        with ThreadPoolExecutor(1) as pool:
+            pending = None
+            for s in range(0, len(Q), tile):
+                q = np.ascontiguousarray(Q[s:s + tile], dtype=np.float64)
+                _, pos = self.index.search(q.astype(np.float32), kp, params=params)
+                cand = np.where(pos >= 0, self.order[np.maximum(pos, 0)], -1)
+                if pending is not None and progress is not None:
+                    progress.update(pending.result())
+                elif pending is not None:
+                    pending.result()
+                pending = pool.submit(rank, s, q, cand)
+            if pending is not None:
+                done = pending.result()
+                if progress is not None:
+                    progress.update(done)
         return d2, idx
 
     def to_bytes(self) -> bytes:
