@@ -20,7 +20,7 @@ from mva.errors import InputError
 from mva.evaluation.classification import sorted_once
 from mva.io.events import Events, load_samples
 from mva.io.writers import atomic_directory, write_trees
-from mva.methods import method_class
+from mva.methods import import_ahead, method_class
 from mva.naming import unique_names
 from mva.preprocessing import Pipeline
 from mva.provenance import provenance
@@ -325,7 +325,13 @@ def run_training(cfg: Config, out: Path | None = None, plotter: Any = None,
     remote = backend is not None and not backend.run_here()
     _check_distributed(cfg, remote)
     log.info("reading events")
-    parts = load_samples(cfg, backend if remote else LocalBackend())
+    # the methods' libraries are imported while the files are read (not for a remote fit)
+    ahead = None if remote else import_ahead(spec.type for spec in cfg.methods.values())
+    try:
+        parts = load_samples(cfg, backend if remote else LocalBackend())
+    finally:
+        if ahead is not None:
+            ahead.join()
     log.debug("splitting")
     n = sum(len(p) for p in parts)
     splitter = make_splitter(cfg.split, cfg.source)

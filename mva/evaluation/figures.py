@@ -105,9 +105,9 @@ def _run_job(job: Job) -> list[Path]:
     from mva.evaluation import plots
 
     func, args, kwargs = job[:3]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = getattr(plots, func)(*args, **kwargs)
-    log.debug("%s: %.2f s", func, time.perf_counter() - t0)
+    log.debug("%s: %.2f s (CPU %.2f s)", func, time.perf_counter() - t0, time.process_time() - c0)
     return out
 
 
@@ -148,13 +148,33 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def _warm_up() -> None:
+    """Import the plots and draw a small figure as they do (style, fonts, log-axis labels in
+    mathtext) into memory, as PNG and PDF: the first plot of a process pays seconds for
+    these. A failure here is left to the real plots to report."""
+    import io
+
+    try:
+        from mva.evaluation import plots
+
+        with plots._figure() as (fig, ax):
+            ax.semilogy([0.0, 0.5, 1.0], [1e-3, 1e-1, 1.0], label=r"$\varepsilon_S$")
+            ax.set_xlabel(r"signal efficiency $\varepsilon_S$")
+            ax.legend()
+            for fmt in ("png", "pdf"):
+                fig.savefig(io.BytesIO(), format=fmt)
+    except Exception:  # pragma: no cover - the plots themselves report it
+        log.debug("plot warm-up failed", exc_info=True)
+
+
 def _lower_priority(parent_pid: int | None = None) -> None:
-    """Worker start-up: die with the parent; a low priority."""
+    """Worker start-up: die with the parent; a low priority; matplotlib imported and warm."""
     if parent_pid is not None:
         _die_with_parent(parent_pid)
     # plot workers take the cores that the run leaves idle (reading, evaluation, writing)
     # and yield them to the training threads
     os.nice(19)
+    _warm_up()
 
 
 class Plotter:
@@ -172,6 +192,10 @@ class Plotter:
         self._written: list[Path] = []
         #: the records of the submitted jobs (which method and kind each plot is)
         self.records: list[dict[str, Any]] = []
+        if parallel:
+            # the workers start now: they import matplotlib and warm it up (seconds) on the
+            # core that reading the inputs leaves idle, and this process never imports it
+            self._start()
 
     def submit(self, jobs: list[Job]) -> None:
         for job in jobs:  # a record, or a list of them for a job that writes several plots
@@ -182,18 +206,21 @@ class Plotter:
                 self._written += _run_job(job)
             return
         if self._pool is None:
-            from mva.evaluation import plots  # noqa: F401  (imported once, before the fork)
-
-            cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                     else os.cpu_count() or 1)
-            # fork: the workers need no imports of their own, and draw with matplotlib and
-            # numpy only, never with the OpenMP pools of xgboost or torch
-            method = "fork" if "fork" in get_all_start_methods() else "spawn"
-            self._pool = ProcessPoolExecutor(max_workers=max(1, cores),
-                                             mp_context=get_context(method),
-                                             initializer=_lower_priority,
-                                             initargs=(os.getpid(),))
+            self._start()
         self._futures += [self._pool.submit(_run_job, job) for job in jobs]
+
+    def _start(self) -> None:
+        cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                 else os.cpu_count() or 1)
+        # fork, before the run has read or trained anything: the workers hold no copy of the
+        # events, and draw with matplotlib and numpy only, never with the OpenMP pools of
+        # xgboost or torch
+        method = "fork" if "fork" in get_all_start_methods() else "spawn"
+        self._pool = ProcessPoolExecutor(max_workers=max(1, cores),
+                                         mp_context=get_context(method),
+                                         initializer=_lower_priority, initargs=(os.getpid(),))
+        # a forking pool starts all its workers at the first submission
+        self._pool.submit(int)
 
     def wait(self) -> list[Path]:
         try:

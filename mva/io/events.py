@@ -93,7 +93,9 @@ def evaluate_matrix(
     out = np.empty((n, len(exprs)), dtype=np.float32 if single else np.float64)
     for j, (expr, v) in enumerate(zip(exprs, values, strict=True)):
         out[:, j] = v
-        if check_finite:
+        # on the contiguous column (its values are those of out[:, j]): a strided pass over
+        # the matrix costs several times more
+        if check_finite and not np.isfinite(v).all():
             bad = ~np.isfinite(out[:, j])
             if bad.any():
                 i = int(np.argmax(bad))

@@ -42,6 +42,9 @@ class Method:
     Params: ClassVar[type[Params]] = Params
     #: preprocessing used when the config does not say
     default_preprocess: ClassVar[list[str]] = ["standardize"]
+    #: the libraries that fitting imports (seconds each: imported ahead, in a thread, while the
+    #: inputs are read; see :func:`mva.methods.import_ahead`)
+    libraries: ClassVar[tuple[str, ...]] = ()
     #: the method can hold out a validation split for early stopping
     supports_validation: ClassVar[bool] = False
     #: the fit sets negative event weights to 0 (so the class composition it learns is that of

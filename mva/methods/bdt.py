@@ -94,6 +94,7 @@ def _weighted_medians(label: np.ndarray, w: np.ndarray) -> float | list[float]:
 
 
 class BDT(Method):
+    libraries = ("xgboost",)
     Params = BDTParams
     default_preprocess: list[str] = []
     supports_validation = True

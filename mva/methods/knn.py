@@ -41,6 +41,7 @@ class KNNParams(Params):
 
 
 class KNN(Method):
+    libraries = ("torch",)
     clips_negative_weights = False  # negative weights enter the fit as they are
     Params = KNNParams
     default_preprocess = ["standardize"]

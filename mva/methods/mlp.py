@@ -103,6 +103,7 @@ def build_network(n_in: int, hidden: list[int], n_out: int, activation: str, dro
 
 
 class MLP(Method):
+    libraries = ("torch",)
     clips_negative_weights = False  # negative weights enter the fit as they are
     Params = MLPParams
     supports_validation = True

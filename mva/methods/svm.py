@@ -97,6 +97,7 @@ def kernel_matrix(A: np.ndarray, B: np.ndarray, kernel: str, gamma: float, degre
 
 
 class SVM(Method):
+    libraries = ("sklearn.svm",)
     Params = SVMParams
 
     def _subsample(self, n: int) -> np.ndarray:

@@ -32,3 +32,34 @@ def test_plotter_error_surfaces_at_wait(tmp_path: Path) -> None:
                                      tmp_path / "bad"), {"formats": ("png",)})])
     with pytest.raises(ValueError):
         plotter.wait()
+
+
+def test_parallel_plotter_starts_warm_workers_and_keeps_matplotlib_out_of_the_run(
+        tmp_path: Path) -> None:
+    """The workers start with the plotter and import matplotlib themselves (while the run
+    reads its inputs); the run's own process never imports it."""
+    import subprocess
+    import sys
+
+    script = f"""
+import os, sys
+from mva.evaluation.figures import Plotter
+
+def warm():
+    from matplotlib import _mathtext, font_manager
+    return "matplotlib.pyplot" in sys.modules and font_manager.fontManager is not None
+
+p = Plotter(parallel=True)
+assert len(p._pool._processes) == len(os.sched_getaffinity(0)), p._pool._processes
+assert all(p._pool.submit(warm).result(timeout=120) for _ in range(4))
+p.submit([("plot_loss", ("m", {{"train": [1.0, 0.5]}}, {str(tmp_path / "loss")!r}),
+           {{"formats": ("png", "pdf")}})])
+written = p.wait()
+assert sorted(f.name for f in written) == ["loss.pdf", "loss.png"], written
+assert not [m for m in sys.modules if m.startswith("matplotlib")]
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -522,3 +522,63 @@ def test_inconsistent_inputs_raise_and_close_nothing_open(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="unsupported"):
         plots.plot_loss("m", {"train": [1.0]}, tmp_path / "z", formats=("bmpx",))
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_histogram_matches_numpy(seed: int) -> None:
+    """The arithmetic binning of equally spaced edges equals numpy.histogram, also for values
+    on the edges (the last bin includes its upper edge) and outside the range."""
+    from mva.evaluation.plots._common import _histogram
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=5000) * rng.uniform(0.1, 10)
+    if seed % 2:
+        x = np.round(x, 1)
+    lo, hi = np.quantile(x, [0.01, 0.99])
+    edges = np.linspace(lo, hi, int(rng.integers(1, 60)))
+    x = np.r_[x, edges, edges[-1] + 1.0, edges[0] - 1.0]
+    w = rng.uniform(-1.0, 2.0, x.size)
+    h, h2 = _histogram(x, w, edges)
+    np.testing.assert_allclose(h, np.histogram(x, edges, weights=w)[0], atol=1e-9)
+    np.testing.assert_allclose(h2, np.histogram(x, edges, weights=w * w)[0], atol=1e-9)
+    # unequal edges take numpy's path, with the same answer
+    uneven = np.r_[edges[0], np.sort(rng.uniform(edges[0], edges[-1], 7)), edges[-1]]
+    np.testing.assert_allclose(_histogram(x, w, uneven)[0],
+                               np.histogram(x, uneven, weights=w)[0], atol=1e-9)
+
+
+@pytest.mark.parametrize("layout", [None, "constrained"])
+def test_save_lays_out_once_as_a_tight_savefig_would(tmp_path: Path, layout) -> None:
+    """One layout and one tight box for all formats: the files have the size that
+    ``savefig(bbox_inches="tight")`` gives, and the layout engine runs once."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    def figure():
+        fig, axes = plt.subplots(1, 2, figsize=(8, 4), layout=layout)
+        for ax in axes:
+            ax.semilogy([1, 2, 3], [1e-3, 1e-1, 1.0], label=r"$\varepsilon_S$")
+            ax.set_xlabel("a long label for the bounding box")
+            ax.legend()
+        return fig
+
+    ref = figure()
+    ref.savefig(tmp_path / "ref.png", bbox_inches="tight")
+    with Image.open(tmp_path / "ref.png") as im:
+        expected = im.size
+    fig = figure()
+    calls = []
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        run = engine.execute
+        engine.execute = lambda f: (calls.append(1), run(f))[1]
+    try:
+        paths = plots.save(fig, tmp_path / "fig", formats=("png", "pdf"))
+    finally:
+        plt.close(fig)
+        plt.close(ref)
+    assert [p.name for p in paths] == ["fig.png", "fig.pdf"]
+    with Image.open(paths[0]) as im:
+        width, height = im.size
+    assert abs(width - expected[0]) <= 2 and abs(height - expected[1]) <= 2
+    assert calls == ([1] if layout else [])

@@ -157,3 +157,67 @@ def test_learns_separable_toys(kind: str) -> None:
     pred = make(kind, "regression").fit(X, T, np.ones(len(X))).predict(Xt)
     # every target explains most of its variance better than its mean does
     assert np.all(np.mean((pred - Tt) ** 2, axis=0) < 0.5 * Tt.var(axis=0))
+
+
+@pytest.mark.parametrize("kind", list(FAST_PARAMS))
+def test_declared_libraries_are_what_the_fit_imports(kind: str) -> None:
+    """``Method.libraries`` (imported ahead while the inputs are read) names modules that the
+    fit imports and importing the method's module does not; importing them brings in every
+    heavy library that the fit imports."""
+    import json
+    import subprocess
+    import sys
+
+    script = f"""
+import importlib, json, sys
+import numpy as np
+from mva.methods import method_class
+HEAVY = ("xgboost", "torch", "sklearn", "faiss", "scipy")
+cls = method_class({kind!r})
+before = [lib for lib in cls.libraries if lib in sys.modules]
+heavy_before = {{h for h in HEAVY if h in sys.modules}}
+if sys.argv[1] == "fit":
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(300, 3)), (rng.random(300) < 0.5).astype(int)
+    cls(json.loads({json.dumps(json.dumps(FAST_PARAMS[kind]))}), "classification").fit(
+        X, y, np.ones(300))
+else:
+    for lib in cls.libraries:
+        importlib.import_module(lib)
+print(json.dumps({{"declared": list(cls.libraries), "before": before,
+                  "after": [lib for lib in cls.libraries if lib in sys.modules],
+                  "heavy": sorted(h for h in HEAVY if h in sys.modules and h not in heavy_before)
+                  }}))
+"""
+
+    def run(mode: str) -> dict:
+        out = subprocess.run([sys.executable, "-c", script, mode], capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    fit, ahead = run("fit"), run("import")
+    assert fit["before"] == []
+    assert fit["after"] == fit["declared"]
+    assert set(fit["heavy"]) <= set(ahead["heavy"])
+
+
+def test_import_ahead_imports_the_libraries_in_a_thread() -> None:
+    import subprocess
+    import sys
+
+    script = """
+import sys
+from mva.methods import import_ahead
+assert "xgboost" not in sys.modules
+t = import_ahead(["bdt"])
+assert t.name == "mva-import-ahead" and t.daemon
+t.join()
+assert "xgboost" in sys.modules
+assert import_ahead([]) is None
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
