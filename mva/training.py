@@ -277,16 +277,6 @@ def summary_table(run: RunResult) -> str:
     return run.task.summary_table(run)
 
 
-def _take(parts: list[Events], idx: np.ndarray) -> list[Events]:
-    """Rows ``idx`` of the concatenation of ``parts``, taken part by part (``idx`` sorted)."""
-    out, start = [], 0
-    for p in parts:
-        lo, hi = np.searchsorted(idx, [start, start + len(p)])
-        out.append(p.subset(idx[lo:hi] - start))
-        start += len(p)
-    return out
-
-
 class _Background:
     """A function run in a thread; its exception is raised again at :meth:`join`."""
 
@@ -339,7 +329,7 @@ def run_training(cfg: Config, out: Path | None = None, plotter: Any = None,
         labels = np.concatenate([p.labels for p in parts]) if task.groups else None
         (fold,) = splitter.folds(labels, n, task.groups)
         # take train and test from each sample directly: one copy of the features, not two
-        tr, te = (Events.concatenate(_take(parts, idx)) for idx in (fold.train, fold.test))
+        tr, te = (Events.concatenate(parts, rows=idx) for idx in (fold.train, fold.test))
         del parts
         log.info("split: %d training, %d test events", len(tr), len(te))
         w_train = training_weights(tr.labels, tr.weights, cfg.split.normalization,

@@ -158,7 +158,8 @@ def _warm_up() -> None:
         from mva.evaluation import plots
 
         with plots._figure() as (fig, ax):
-            ax.semilogy([0.0, 0.5, 1.0], [1e-3, 1e-1, 1.0], label=r"$\varepsilon_S$")
+            # the decades' tick labels of the log axes (mathtext, parsed once per process)
+            ax.loglog([1e-6, 1.0, 1e6], [1e-6, 1.0, 1e6], label=r"$\varepsilon_S$")
             ax.set_xlabel(r"signal efficiency $\varepsilon_S$")
             ax.legend()
             for fmt in ("png", "pdf"):

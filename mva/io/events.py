@@ -53,17 +53,34 @@ class Events:
         )
 
     @staticmethod
-    def concatenate(parts: Sequence[Events]) -> Events:
-        def cat(name: str) -> np.ndarray | None:
-            arrs = [getattr(p, name) for p in parts]
+    def concatenate(parts: Sequence[Events], rows: np.ndarray | None = None) -> Events:
+        """The events of ``parts`` one after the other; with ``rows`` (sorted indices into
+        that concatenation) only those, gathered straight into the result: one copy of the
+        features, not one per part and another to join them."""
+        bounds = np.cumsum([0] + [len(p) for p in parts])
+        if rows is not None:
+            cuts = np.searchsorted(rows, bounds)
+            local = [rows[cuts[i]:cuts[i + 1]] - bounds[i] for i in range(len(parts))]
+
+        def join(arrs: list[np.ndarray | None]) -> np.ndarray | None:
             if arrs[0] is None:
                 return None
-            return arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
+            if rows is None:
+                return arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
+            out = np.empty((len(rows), *arrs[0].shape[1:]), dtype=np.result_type(*arrs))
+            for a, ix, lo, hi in zip(arrs, local, cuts[:-1], cuts[1:], strict=True):
+                if a.dtype == out.dtype:
+                    np.take(a, ix, axis=0, out=out[lo:hi], mode="clip")  # ix are in range
+                else:
+                    out[lo:hi] = a[ix]
+            return out
+
+        def cat(name: str) -> np.ndarray | None:
+            return join([getattr(p, name) for p in parts])
 
         first = parts[0]
         spectators = None if first.spectators is None else [
-            np.concatenate([p.spectators[j] for p in parts]) if len(parts) > 1
-            else first.spectators[j] for j in range(len(first.spectators))]
+            join([p.spectators[j] for p in parts]) for j in range(len(first.spectators))]
         return replace(
             first, features=cat("features"), weights=cat("weights"), labels=cat("labels"),
             targets=cat("targets"), spectators=spectators, fold_values=cat("fold_values"),

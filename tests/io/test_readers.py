@@ -338,3 +338,32 @@ def test_events_subset_and_concatenate(table: pd.DataFrame, tmp_path: Path) -> N
     assert len(both.sources) == 2
     sub = both.subset(np.flatnonzero(both.labels == 1))
     np.testing.assert_array_equal(sub.features, sig.features)
+
+
+def test_concatenate_with_rows_equals_concatenate_then_subset() -> None:
+    """Gathering sorted rows straight from the parts (the train/test split) gives what
+    concatenating all events and taking the rows gives, dtypes promoted alike, also with an
+    empty part and spectators."""
+
+    rng = np.random.default_rng(0)
+
+    def part(n: int, dtype: type, k: int) -> Events:
+        return Events(features=rng.normal(size=(n, 3)).astype(dtype), weights=rng.random(n),
+                      feature_names=list("abc"), labels=np.full(n, k),
+                      spectators=[np.arange(n, dtype=np.int64) + 1000 * k],
+                      spectator_names=["event"])
+
+    parts = [part(50, np.float32, 0), part(70, np.float64, 1), part(0, np.float32, 2),
+             part(30, np.float32, 3)]
+    rows = np.sort(rng.choice(150, 80, replace=False))
+    got = Events.concatenate(parts, rows=rows)
+    want = Events.concatenate(parts).subset(rows)
+    for name in ("features", "weights", "labels"):
+        a, b = getattr(got, name), getattr(want, name)
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(got.spectators[0], want.spectators[0])
+    same = Events.concatenate(parts[:1] + parts[3:], rows=np.arange(80))
+    assert same.features.dtype == np.float32
+    np.testing.assert_array_equal(same.features, np.concatenate(
+        [parts[0].features, parts[3].features]))
