@@ -94,7 +94,7 @@ def _weighted_medians(label: np.ndarray, w: np.ndarray) -> float | list[float]:
 
 
 class BDT(Method):
-    libraries = ("xgboost",)
+    libraries = ("mva.methods._xgb",)
     Params = BDTParams
     default_preprocess: list[str] = []
     supports_validation = True
@@ -210,7 +210,7 @@ class BDT(Method):
 
     def _train(self, params: dict, X: np.ndarray, label: np.ndarray, w: np.ndarray,
                validation: tuple | None) -> tuple[object, dict]:
-        import xgboost as xgb
+        from mva.methods._xgb import xgb
 
         dtrain = xgb.QuantileDMatrix(X, label=label, weight=positive_weights(w),
                                      max_bin=self.params.max_bin)
@@ -272,7 +272,7 @@ class BDT(Method):
         each event reaches in every tree and the trees' leaf values."""
         import json
 
-        import xgboost as xgb
+        from mva.methods._xgb import xgb
 
         dm = xgb.DMatrix(X)
         n_trees = self.booster_.num_boosted_rounds()
@@ -357,7 +357,7 @@ class BDT(Method):
         return meta, {}, {"model.ubj": bytes(self.booster_.save_raw("ubj"))}
 
     def set_state(self, meta, arrays, blobs):
-        import xgboost as xgb
+        from mva.methods._xgb import xgb
 
         if self.is_multiclass and meta.get("n_classes") != self.n_classes:
             raise InputError(f"BDT model stored for {meta.get('n_classes')} classes, "

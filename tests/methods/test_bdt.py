@@ -314,3 +314,36 @@ def test_multiclass_refuses_labels_out_of_range_and_predict_before_fit() -> None
         BDT(FAST, "multiclass", n_classes=2).fit(X, y, np.ones(len(X)))
     with pytest.raises(NotFittedError):
         BDT({}, "multiclass", n_classes=3).predict(np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("user", [None, "ACTIVE"])
+def test_xgboost_openmp_threads_sleep_when_idle_unless_the_user_says(user) -> None:
+    """xgboost's OpenMP runtime loads with the passive wait policy (no spinning between
+    regions: the plot workers get the idle cycles) and the environment is restored; a user's
+    OMP_WAIT_POLICY is kept, and torch's runtime loads with its own default."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env["OMP_DISPLAY_ENV"] = "VERBOSE"
+    if user:
+        env["OMP_WAIT_POLICY"] = user
+    script = ("import os, sys\n"
+              "import mva.methods._xgb\n"
+              "print('AFTER', os.environ.get('OMP_WAIT_POLICY'), file=sys.stderr, flush=True)\n"
+              "import torch\n"
+              "torch.ones(3) + 1\n")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    before, _, after = out.stderr.partition("AFTER")
+    spin = [line.split("=")[1].strip(" '") for line in before.splitlines()
+            if "GOMP_SPINCOUNT" in line]
+    if user is None:
+        assert spin == ["0"]
+    else:
+        assert len(spin) == 1 and spin[0] != "0"
+    assert after.split()[0] == str(user)
+    torch_spin = [line for line in after.splitlines() if "GOMP_SPINCOUNT" in line]
+    assert len(torch_spin) == 1 and "'0'" not in torch_spin[0]
