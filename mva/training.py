@@ -607,13 +607,14 @@ def _evaluate_all(run: RunResult, fitted: dict[str, MethodResult], out: Path | N
         # one sort of each score array for all its figures, cuts and plots
         with sorted_once():
             _evaluate_one(run, name, res, plotter, plot_dir)
+    if plotter is not None:
+        # they need the methods' figures only, not the run's
+        plotter.submit(figures.summary_jobs(run, plot_dir))
     head, tail = run.task.run_metrics(run)
     if run.folds is not None:
         head = {**head, "split": _fold_info(cfg)}
     run.metrics = {"task": cfg.task, **head,
                    "methods": {n: r.metrics for n, r in run.methods.items()}, **tail}
-    if plotter is not None:
-        plotter.submit(figures.summary_jobs(run, plot_dir))
 
 
 def _evaluate_one(run: RunResult, name: str, res: MethodResult, plotter: Any,
@@ -640,6 +641,10 @@ def _evaluate_one(run: RunResult, name: str, res: MethodResult, plotter: Any,
         from mva.evaluation import figures
 
         plotter.submit(figures.method_jobs(run, name, plot_dir))
+    # the slowest figure, and no plot needs it: computed while the plots are drawn
+    importance = run.task.importance(res, run)
+    if importance is not None:
+        res.metrics["importance"] = importance
 
 
 def _fold_info(cfg: Config) -> dict[str, Any]:

@@ -143,8 +143,13 @@ class Task:
         raise NotImplementedError
 
     def evaluate(self, res: Any, run: Any) -> dict[str, Any]:
-        """metrics.json entry of one method (``test``, ``train``, ...)."""
+        """metrics.json entry of one method (``test``, ``train``, ...), all that its plots
+        need; :meth:`importance` comes after, while they are drawn."""
         raise NotImplementedError
+
+    def importance(self, res: Any, run: Any) -> dict[str, Any] | None:
+        """metrics.json's ``importance`` of one method (None: the task has none)."""
+        return None
 
     def run_metrics(self, run: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """Run-level metrics.json keys: (before ``methods``, after ``methods``)."""

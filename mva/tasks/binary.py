@@ -164,19 +164,26 @@ class Binary(ClassificationTask):
         return classification_metrics(pred, events.labels, events.weights)
 
     def evaluate(self, res, run):
+        from concurrent.futures import ThreadPoolExecutor
+
         tr, te, cfg = run.train, run.test, run.config
-        ks = {}
-        for label, key in ((1, "ks_pvalue_signal"), (0, "ks_pvalue_background")):
-            a, b = tr.labels == label, te.labels == label
-            ks[key] = cm.ks_2samp_weighted(res.pred_train[a], res.pred_test[b],
-                                           tr.weights[a], te.weights[b])[1]
-        metrics = {
-            "test": self.figures(res.pred_test, None, te),
-            "train": self.figures(res.pred_train, None, tr),
-            "overtraining": ks,
-        }
-        metrics.update(signal_probability_extras(res, te, cfg))
-        metrics["importance"] = self.importance(res, run)
+
+        def train_figures() -> dict[str, Any]:
+            with cm.sorted_once():  # the cache is per thread
+                return self.figures(res.pred_train, None, tr)
+
+        # the training sample's figures in a second thread (numpy's sorts and sums release
+        # the interpreter): the plots wait for this evaluation, the second core would not
+        with ThreadPoolExecutor(1, thread_name_prefix="mva-train-figures") as pool:
+            train = pool.submit(train_figures)
+            ks = {}
+            for label, key in ((1, "ks_pvalue_signal"), (0, "ks_pvalue_background")):
+                a, b = tr.labels == label, te.labels == label
+                ks[key] = cm.ks_2samp_weighted(res.pred_train[a], res.pred_test[b],
+                                               tr.weights[a], te.weights[b])[1]
+            test = self.figures(res.pred_test, None, te)
+            extras = signal_probability_extras(res, te, cfg)
+            metrics = {"test": test, "train": train.result(), "overtraining": ks, **extras}
         from mva.evaluation.overtraining import binary_warning
 
         warning = binary_warning(res.trained.type, metrics)

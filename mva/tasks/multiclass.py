@@ -139,7 +139,6 @@ class Multiclass(ClassificationTask):
                                                           priors=priors)
         res.trained.extras.update(priors=[float(p) for p in priors],
                                   train_priors=[float(p) for p in train_priors])
-        metrics["importance"] = self.importance(res, run)
         from mva.evaluation.overtraining import multiclass_warning
 
         warning = multiclass_warning(res.trained.type, metrics)
