@@ -168,22 +168,24 @@ class Binary(ClassificationTask):
 
         tr, te, cfg = run.train, run.test, run.config
 
-        def train_figures() -> dict[str, Any]:
-            with cm.sorted_once():  # the cache is per thread
-                return self.figures(res.pred_train, None, tr)
-
-        # the training sample's figures in a second thread (numpy's sorts and sums release
-        # the interpreter): the plots wait for this evaluation, the second core would not
-        with ThreadPoolExecutor(1, thread_name_prefix="mva-train-figures") as pool:
-            train = pool.submit(train_figures)
+        def train_figures() -> tuple[dict[str, Any], dict[str, float]]:
             ks = {}
             for label, key in ((1, "ks_pvalue_signal"), (0, "ks_pvalue_background")):
                 a, b = tr.labels == label, te.labels == label
                 ks[key] = cm.ks_2samp_weighted(res.pred_train[a], res.pred_test[b],
                                                tr.weights[a], te.weights[b])[1]
+            with cm.sorted_once():  # the cache is per thread
+                return self.figures(res.pred_train, None, tr), ks
+
+        # the training sample's figures and the overtraining check in a second thread
+        # (numpy's sorts and sums release the interpreter): the plots wait for this
+        # evaluation, the second core would not
+        with ThreadPoolExecutor(1, thread_name_prefix="mva-train-figures") as pool:
+            background = pool.submit(train_figures)
             test = self.figures(res.pred_test, None, te)
             extras = signal_probability_extras(res, te, cfg)
-            metrics = {"test": test, "train": train.result(), "overtraining": ks, **extras}
+            train, ks = background.result()
+            metrics = {"test": test, "train": train, "overtraining": ks, **extras}
         from mva.evaluation.overtraining import binary_warning
 
         warning = binary_warning(res.trained.type, metrics)
