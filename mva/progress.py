@@ -69,7 +69,7 @@ class Progress:
 def xgboost_progress(total: int, what: str) -> Any:
     """An xgboost ``TrainingCallback`` that counts trees (boosting rounds) in a :class:`Progress`,
     with the latest value of each evaluation metric (e.g. the validation log loss) beside it."""
-    import xgboost as xgb
+    from mva.methods._xgb import xgb
 
     class _Callback(xgb.callback.TrainingCallback):
         def before_training(self, model: Any) -> Any:

@@ -82,7 +82,7 @@ def onnx_predict(path: Path, X: np.ndarray, per_event: int = 1
 
 def xgboost_predict(path: Path, X: np.ndarray) -> np.ndarray:
     """What xgboost predicts with the JSON model at ``path`` for the float32 features ``X``."""
-    import xgboost as xgb
+    from mva.methods._xgb import xgb
 
     booster = xgb.Booster(model_file=str(path))
     if len(X) == 0:
