@@ -547,10 +547,14 @@ def test_histogram_matches_numpy(seed: int) -> None:
                                np.histogram(x, uneven, weights=w)[0], atol=1e-9)
 
 
+@pytest.mark.parametrize("outside", [False, True])
 @pytest.mark.parametrize("layout", [None, "constrained"])
-def test_save_lays_out_once_as_a_tight_savefig_would(tmp_path: Path, layout) -> None:
-    """One layout and one tight box for all formats: the files have the size that
-    ``savefig(bbox_inches="tight")`` gives, and the layout engine runs once."""
+def test_save_lays_out_once_as_a_tight_savefig_would(tmp_path: Path, layout, outside) -> None:
+    """One layout and one tight box for all formats, and the PNG written from the layout's
+    own draw: the PNG has the pixels of ``savefig(bbox_inches="tight")``, the layout engine
+    runs once and the figure is drawn twice for a PNG and a PDF (``savefig`` alone: four
+    times).  A text beyond the figure's edge, which no crop of the canvas shows, is saved
+    by ``savefig`` itself and still appears."""
     import matplotlib.pyplot as plt
     from PIL import Image
 
@@ -560,18 +564,22 @@ def test_save_lays_out_once_as_a_tight_savefig_would(tmp_path: Path, layout) -> 
             ax.semilogy([1, 2, 3], [1e-3, 1e-1, 1.0], label=r"$\varepsilon_S$")
             ax.set_xlabel("a long label for the bounding box")
             ax.legend()
+        if outside:
+            fig.text(1.02, 0.5, "beyond the right edge")
         return fig
 
     ref = figure()
     ref.savefig(tmp_path / "ref.png", bbox_inches="tight")
     with Image.open(tmp_path / "ref.png") as im:
-        expected = im.size
+        expected = np.asarray(im.convert("RGB"), dtype=float)
     fig = figure()
-    calls = []
+    calls, draws = [], []
     engine = fig.get_layout_engine()
     if engine is not None:
         run = engine.execute
         engine.execute = lambda f: (calls.append(1), run(f))[1]
+    draw = fig.draw
+    fig.draw = lambda renderer: (draws.append(1), draw(renderer))[1]
     try:
         paths = plots.save(fig, tmp_path / "fig", formats=("png", "pdf"))
     finally:
@@ -579,6 +587,22 @@ def test_save_lays_out_once_as_a_tight_savefig_would(tmp_path: Path, layout) -> 
         plt.close(ref)
     assert [p.name for p in paths] == ["fig.png", "fig.pdf"]
     with Image.open(paths[0]) as im:
-        width, height = im.size
-    assert abs(width - expected[0]) <= 2 and abs(height - expected[1]) <= 2
+        got = np.asarray(im.convert("RGB"), dtype=float)
+    assert abs(got.shape[1] - expected.shape[1]) <= 2
+    assert abs(got.shape[0] - expected.shape[0]) <= 2
+    if outside:  # savefig's own tight box: wider than the 8 in figure, the same pixels
+        assert got.shape[1] > 8 * fig.dpi + 50
+    # the same picture, on the common part: savefig renders at the tight box's sub-pixel
+    # offset, the crop at whole pixels, so compare 4 x 4 pixel means, offsets up to a pixel
+    def blocks(a, k=4):
+        h, w = a.shape[0] // k * k, a.shape[1] // k * k
+        return a[:h, :w].reshape(h // k, k, w // k, k, 3).mean(axis=(1, 3))
+
+    h, w = min(got.shape[0], expected.shape[0]) - 2, min(got.shape[1], expected.shape[1]) - 2
+    ref_blocks = blocks(expected[1:1 + h, 1:1 + w])
+    best = min(np.abs(blocks(got[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]) - ref_blocks).mean()
+               for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    blank = np.abs(255.0 - ref_blocks).mean()  # what a white image would differ by
+    assert best < 1.0 < blank / 4  # of 255, mean over the blocks and channels
     assert calls == ([1] if layout else [])
+    assert len(draws) == (3 if outside else 2)

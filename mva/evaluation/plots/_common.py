@@ -76,14 +76,81 @@ def _fixed_layout(fig: Figure, tight: bool) -> Any:
     if not tight and fig.get_layout_engine() is None:
         return None
     fig.draw_without_rendering()  # the layout engine runs in this draw
+    return _keep_layout(fig, tight, _renderer(fig))
+
+
+def _renderer(fig: Figure) -> Any:
+    """The renderer of the figure's last draw (a figure made without pyplot has a canvas
+    without ``get_renderer``)."""
+    canvas = fig.canvas
+    return canvas.get_renderer() if hasattr(canvas, "get_renderer") else fig._get_renderer()
+
+
+def _keep_layout(fig: Figure, tight: bool, renderer: Any) -> Any:
+    """After a draw: freeze the axes where the layout engine put them and return the padded
+    tight box (inches) or ``None``."""
     if fig.get_layout_engine() is not None:
-        fig.set_layout_engine("none")  # axes keep the positions just computed
+        # axes keep the positions just computed; no engine at all rather than "none", for
+        # which savefig would draw the figure once more before every file
+        fig.set_layout_engine(None)
+        if fig.get_layout_engine() is not None:  # an rcParam asks for an engine
+            fig.set_layout_engine("none")
     if not tight:
         return None
-    # the renderer of that draw (a figure made without pyplot has a canvas without one)
-    canvas = fig.canvas
-    renderer = canvas.get_renderer() if hasattr(canvas, "get_renderer") else fig._get_renderer()
     return fig.get_tightbbox(renderer).padded(plt.rcParams["savefig.pad_inches"])
+
+
+def _png_as_drawn(fig: Figure) -> bool:
+    """Whether the figure's own Agg draw is what ``savefig`` would write as PNG: an Agg canvas,
+    the figure's resolution and colours (the plot style sets them so)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    rc = plt.rcParams
+    return (isinstance(fig.canvas, FigureCanvasAgg)
+            and rc["savefig.dpi"] in ("figure", fig.dpi)
+            and rc["savefig.facecolor"] == "auto" and rc["savefig.edgecolor"] == "auto"
+            and not rc["savefig.transparent"])
+
+
+def _save_png_drawn(fig: Figure, path: Path, tight: bool) -> Any:
+    """Draw the figure once on its Agg canvas (the layout engine runs in that draw), write the
+    PNG from the canvas (cropped to the padded tight box) and return the box for the other
+    formats, as :func:`_fixed_layout` does.
+
+    One draw instead of two: ``savefig`` would render the PNG again after the layout draw.
+    A figure whose content reaches beyond its own edges (which a crop cannot show) is saved
+    by ``savefig`` with the box.
+    """
+    import matplotlib.image as mimage
+    from matplotlib.colors import to_rgba
+
+    fig.canvas.draw()
+    bbox = _keep_layout(fig, tight, fig.canvas.get_renderer())
+    image = np.asarray(fig.canvas.buffer_rgba())
+    if bbox is not None:
+        content = bbox.padded(-plt.rcParams["savefig.pad_inches"])
+        w, h = fig.get_size_inches()
+        tol = 0.5 / fig.dpi
+        if (content.x0 < -tol or content.y0 < -tol or content.x1 > w + tol
+                or content.y1 > h + tol):
+            fig.savefig(path, format="png", bbox_inches=bbox)
+            return bbox
+        image = _crop(image, bbox, fig.dpi, to_rgba(fig.get_facecolor()))
+    mimage.imsave(path, image, format="png", origin="upper", dpi=fig.dpi)
+    return bbox
+
+
+def _crop(image: np.ndarray, bbox: Any, dpi: float, background: tuple) -> np.ndarray:
+    """The pixels of ``image`` (rows from the top) inside ``bbox`` (inches from the lower
+    left), on ``background`` where the box extends beyond the image (its padding)."""
+    height, width = image.shape[:2]
+    x0, x1 = int(np.floor(bbox.x0 * dpi)), int(np.ceil(bbox.x1 * dpi))
+    top, bottom = height - int(np.ceil(bbox.y1 * dpi)), height - int(np.floor(bbox.y0 * dpi))
+    out = np.empty((bottom - top, x1 - x0, 4), dtype=np.uint8)
+    out[...] = np.round(np.asarray(background) * 255).astype(np.uint8)
+    r0, r1, c0, c1 = max(top, 0), min(bottom, height), max(x0, 0), min(x1, width)
+    out[r0 - top:r1 - top, c0 - x0:c1 - x0] = image[r0:r1, c0:c1]
+    return out
 
 
 def save(fig: Figure, stem: str | Path, formats: Formats = DEFAULT_FORMATS,
@@ -104,16 +171,23 @@ def save(fig: Figure, stem: str | Path, formats: Formats = DEFAULT_FORMATS,
     if unknown:
         raise ValueError(f"unsupported plot format(s) {unknown}; choose from {sorted(supported)}")
     stem.parent.mkdir(parents=True, exist_ok=True)
-    # the layout (and the tight box) once for all formats: each costs a full draw per file
-    bbox = _fixed_layout(fig, tight)
-    paths = []
-    for fmt in fmts:
-        # not with_suffix: a stem such as "roc_v1.2" must keep its dot
-        path = stem.with_name(f"{stem.name}.{fmt}")
+    # not with_suffix: a stem such as "roc_v1.2" must keep its dot
+    paths = [stem.with_name(f"{stem.name}.{fmt}") for fmt in fmts]
+    # the layout (and the tight box) once for all formats: each costs a full draw per file;
+    # a PNG is written from that draw where it can be (a layout engine or a tight box would
+    # otherwise cost the PNG a draw of its own)
+    drawn = None
+    if "png" in fmts and (tight or fig.get_layout_engine() is not None) and _png_as_drawn(fig):
+        drawn = paths[fmts.index("png")]
+        bbox = _save_png_drawn(fig, drawn, tight)
+    else:
+        bbox = _fixed_layout(fig, tight)
+    for fmt, path in zip(fmts, paths):
+        if path == drawn:
+            continue
         # no creation date in PDFs, so that re-running a configuration reproduces the file
         metadata = {"CreationDate": None} if fmt == "pdf" else None
         fig.savefig(path, format=fmt, bbox_inches=bbox, metadata=metadata)
-        paths.append(path)
     logger.debug("wrote %s", ", ".join(str(p) for p in paths))
     return paths
 

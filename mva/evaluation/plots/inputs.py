@@ -169,8 +169,10 @@ def _draw_correlation(ax: Axes, corr: np.ndarray, names: list[str], title: str) 
         for j in range(p):
             if np.isfinite(pct[i, j]):
                 # int() first, so that -0.3 % reads "0", not "-0"
+                # inside its cell: no part of the layout, which would measure every number
                 ax.text(j + 0.5, i + 0.5, f"{int(round(pct[i, j]))}", ha="center", va="center",
-                        fontsize=14, color="white" if abs(pct[i, j]) > 60 else "black")
+                        fontsize=14, color="white" if abs(pct[i, j]) > 60 else "black",
+                        in_layout=False)
     ax.set_xticks(np.arange(p) + 0.5, names, rotation=45, ha="right", rotation_mode="anchor")
     ax.set_yticks(np.arange(p) + 0.5, names)
     ax.minorticks_off()
