@@ -12,10 +12,10 @@ Events as ``bench_classification.py`` writes them (20 float32 features, weights)
   alternating, wall time and peak RSS (target: mva <= 2x). mva does more than the bare
   side: its permutation importance scores 21 x 20k more test events.
 * ``million`` (``--events``, default 1M training + 1M test events, in this process): mva's ``KNN``
-  fit (``search: auto`` chooses the HNSW index), scoring the test events, then the training
-  events (not with ``--no-score-train``: they are not in the target); against bare faiss doing the same (``IndexHNSWFlat`` with the same M, efConstruction
-  and efSearch, built with all threads as a faiss user would; ``search`` of k neighbours, the
-  weighted fraction). The neighbour recall and the test AUC of mva's scores are compared with
+  fit (``search: auto`` chooses the IVF index: 4-bit PQ fast scan, re-ranked), scoring the test
+  events, then the training events (not with ``--no-score-train``: they are not in the
+  target); against bare faiss doing the same (the same index factory string, nprobe and
+  k_factor, all threads, ``search`` of k neighbours, the weighted fraction). The neighbour recall and the test AUC of mva's scores are compared with
   the exact search (mva's ``ExactSearch``) on ``--check-events`` test events (targets: fit and
   scoring the test events <= 10 min, recall >= 0.98, |AUC - exact AUC| <= 0.002).
 * ``scaling``: mva's kNN fit + scoring as many test events, at 100k, 300k and 1M training events.
@@ -141,22 +141,37 @@ def weighted_fraction(idx: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarr
     return (w[idx] * y[idx]).sum(1) / w[idx].sum(1)
 
 
-def bare_faiss(train, test, ef_search: int, score_train: bool = True) -> dict:
+def bare_faiss(train, test, search, score_train: bool = True) -> dict:
+    """The index mva chose (``search``), as a faiss user builds and queries it: the same kind
+    and parameters (mva's tuned nprobe and k_factor, or efSearch), all threads, k neighbours.
+    An exact search (small samples) is compared with faiss's HNSW at efSearch 128."""
     import faiss
 
     from mva.methods import _neighbours
 
     X, y, w = train
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
     res = {}
     with Timer() as t:
-        index = faiss.IndexHNSWFlat(X.shape[1], _neighbours.HNSW_M)
-        index.hnsw.efConstruction = _neighbours.HNSW_EF_CONSTRUCTION
-        index.add(np.ascontiguousarray(X, dtype=np.float32))
+        if search.kind == "ivf":
+            index = faiss.index_factory(X.shape[1], f"IVF{search.nlist},PQ{X.shape[1]}x4fs,RFlat")
+            index.train(X32)
+            index.add(X32)
+            ivf = faiss.SearchParametersIVF()
+            ivf.nprobe = search.nprobe
+            params = faiss.IndexRefineSearchParameters()
+            params.k_factor = search.k_factor
+            params.base_index_params = ivf
+        else:
+            index = faiss.IndexHNSWFlat(X.shape[1], _neighbours.HNSW_M)
+            index.hnsw.efConstruction = _neighbours.HNSW_EF_CONSTRUCTION
+            index.add(X32)
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = search.ef_search if search.kind == "hnsw" else 128
     res.update(fit_s=t.wall, fit_cpu=t.cpu)
-    index.hnsw.efSearch = ef_search
     for name, Q in (("test", test[0]), ("train", X))[:2 if score_train else 1]:
         with Timer() as t:
-            _, idx = index.search(np.ascontiguousarray(Q, dtype=np.float32), K)
+            _, idx = index.search(np.ascontiguousarray(Q, dtype=np.float32), K, params=params)
             weighted_fraction(idx, y, w)
         res.update({f"{name}_s": t.wall, f"{name}_cpu": t.cpu})
     return res
@@ -195,8 +210,7 @@ def step_million(args) -> dict:
     for _ in range(args.repeat):
         m_res, model, s_test = mva_knn(train, test, args.score_train)
         print(f"  mva: {m_res['describe']}: {_times(m_res)}", flush=True)
-        b_res = bare_faiss(train, test, model.search_.ef_search if m_res["search"] == "hnsw"
-                           else 128, args.score_train)
+        b_res = bare_faiss(train, test, model.search_, args.score_train)
         print(f"  bare faiss: {_times(b_res)}", flush=True)
         rows.append({"mva": m_res, "bare": b_res})
     # the approximation against the exact search, on a subsample of the test events

@@ -16,13 +16,20 @@ result is exact. Rows that fail (dense low-dimensional data, exact ties at the b
 searched again with float64 keys and more candidates, until certified or all events are
 candidates. The output is therefore exactly the brute-force result, not an approximation of it.
 
-:class:`HNSWSearch` (beyond, on a CPU): faiss's hierarchical navigable small-world graph
-(``IndexHNSWFlat``) gives ``k'`` candidates per query, ranked like the exact ones. The graph is
-built single-threaded, so it (and every score) is reproducible; ``efSearch`` is raised at fit time
-until the neighbour recall, measured against the exact search on :data:`RECALL_EVENTS` training
-events held out of the graph until then (new queries, as test events are), reaches
-:data:`RECALL_TARGET` by two standard errors. The index is stored with the model (faiss's own binary
-format), so ``mva apply`` does not rebuild it.
+:class:`IVFSearch` (beyond, on a CPU): faiss's inverted file over k-means cells with 4-bit
+product-quantised codes scanned in SIMD registers ("fast scan"), whose candidates are re-ranked
+by their float32 vectors and then ranked like the exact ones. Every step of its build is
+deterministic whatever the number of threads, so it is built on every core and every score is
+reproducible. ``nprobe`` (the cells visited per query) is raised at fit time until the neighbour
+recall, measured against the exact search on :data:`RECALL_EVENTS` training events held out of
+the index until then (new queries, as test events are), reaches :data:`RECALL_TARGET` by two
+standard errors. The index is stored with the model (faiss's own binary format), so ``mva
+apply`` does not rebuild it.
+
+:class:`HNSWSearch` (``search: hnsw``): faiss's hierarchical navigable small-world graph
+(``IndexHNSWFlat``), the index of ``search: auto`` before the IVF index. Its graph is built
+single-threaded (faiss's threaded build depends on the threads' timing), so it is reproducible
+too, at about twice the build time; its ``efSearch`` is tuned as the IVF's ``nprobe``.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ExactSearch", "HNSWSearch", "EXACT_MAX_VALUES", "make_search", "load_search",
+__all__ = ["ExactSearch", "HNSWSearch", "IVFSearch", "EXACT_MAX_VALUES", "make_search", "load_search",
            "recall", "recall_rows"]
 
 log = logging.getLogger(__name__)
@@ -57,6 +64,9 @@ RECALL_EVENTS, RECALL_TARGET = 1000, 0.98
 EF_STEP = 1.25
 #: the largest efSearch tried
 MAX_EF_SEARCH = 2048
+#: IVF index: float32 re-ranking of this many times the candidates kept (doubled, up to the
+#: largest, where visiting every cell does not reach the recall)
+IVF_K_FACTOR, IVF_MAX_K_FACTOR = 2, 32
 
 
 def extra_candidates(k: int) -> int:
@@ -237,73 +247,89 @@ class ExactSearch:
         return d2, idx
 
 
-class HNSWSearch:
-    """Approximate search: faiss HNSW candidates, ranked exactly (see the module docstring)."""
+class _IndexSearch:
+    """Approximate search: a faiss index's candidates, ranked exactly; its search knob is raised
+    at fit time until the measured recall reaches its target (see the module docstring)."""
 
-    kind = "hnsw"
+    kind = ""
+    #: what the events left out until the recall is measured are left out of
+    held_out_of = "the index"
 
-    def __init__(self, X: np.ndarray, index: Any, ef_search: int, recall_: float | None = None,
+    def __init__(self, X: np.ndarray, index: Any, recall_: float | None = None,
                  order: np.ndarray | None = None, recall_err: float | None = None):
         self.n, self.d = X.shape
         self.index = index
-        self.ef_search = int(ef_search)
         self.recall_, self.recall_err_ = recall_, recall_err
         self.recall_events_: int | None = None
-        #: the training index of each node of the graph, in the order they were added
+        #: the training index of each node of the index, in the order they were added
         self.order = np.arange(self.n) if order is None else np.asarray(order, dtype=np.int64)
         self.ranker = _Ranker(X, "cpu")
 
+    # ----------------------------------------------------------------- what each index says
     @classmethod
-    def build(cls, X: np.ndarray, k: int, seed: int = 0) -> HNSWSearch:
-        """Build the graph and raise ``efSearch`` until the measured recall reaches its target.
+    def _new_index(cls, X32: np.ndarray, k: int, seed: int) -> tuple[Any, dict[str, Any]]:
+        """The index over ``X32`` (the events that are not held out) and its starting knobs."""
+        raise NotImplementedError
 
-        The recall is measured on :data:`RECALL_EVENTS` training events left out of the graph
-        until then, so that they are queries the graph has not seen, as test events are (a
-        query that is a node of the graph finds its neighbourhood more easily: the recall of
-        training events overstates that of new events); they are added last.
+    def _add(self, X32: np.ndarray) -> None:
+        self.index.add(X32)
+
+    def _raise(self) -> bool:
+        """Raise the search knob one step; ``False`` at its end."""
+        raise NotImplementedError
+
+    def _search(self, q32: np.ndarray, k: int, kp: int) -> np.ndarray:
+        """``kp`` candidates (positions in the index, -1 = none) for each query."""
+        raise NotImplementedError
+
+    def knobs(self) -> dict[str, Any]:
+        """The search knobs, as stored with the model (and accepted by ``__init__``)."""
+        raise NotImplementedError
+
+    def _describe(self) -> str:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- common
+    @classmethod
+    def build(cls, X: np.ndarray, k: int, seed: int = 0) -> _IndexSearch:
+        """Build the index and raise its knob until the measured recall reaches its target.
+
+        The recall is measured on :data:`RECALL_EVENTS` training events left out of the index
+        until then, so that they are queries the index has not seen, as test events are (a
+        query that is in the index finds its neighbourhood more easily: the recall of training
+        events overstates that of new events); they are added last.
         """
-        faiss = _faiss()
         n = len(X)
         rng = np.random.default_rng(seed)
         m = min(RECALL_EVENTS, n // 10)
         held = np.zeros(n, dtype=bool)
         held[rng.choice(n, m, replace=False)] = True
         order = np.r_[np.flatnonzero(~held), np.flatnonzero(held)]
-        index = faiss.IndexHNSWFlat(X.shape[1], HNSW_M)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         X32 = np.ascontiguousarray(X[order], dtype=np.float32)
-        threads = faiss.omp_get_max_threads()
-        # one thread: the graph, and with it every score, is the same in every run
-        faiss.omp_set_num_threads(1)
-        try:
-            index.add(X32[:n - m])
-            search = cls(X, index, ef_search=max(64, extra_candidates(k)), order=order)
-            search._tune(X, order[n - m:], order[:n - m], k)
-            index.add(X32[n - m:])
-        finally:
-            faiss.omp_set_num_threads(threads)
+        index, knobs = cls._new_index(X32[:n - m], k, seed)
+        search = cls(X, index, order=order, **knobs)
+        search._tune(X, order[n - m:], order[:n - m], k)
+        search._add(X32[n - m:])
         return search
 
-    def _tune(self, X: np.ndarray, queries: np.ndarray, graph: np.ndarray, k: int) -> None:
-        """Raise ``efSearch`` in steps of :data:`EF_STEP` until the recall of the ``queries``
-        (training indices, not in the graph) among the ``graph`` events is at least
-        :data:`RECALL_TARGET` by two standard errors."""
+    def _tune(self, X: np.ndarray, queries: np.ndarray, indexed: np.ndarray, k: int) -> None:
+        """Raise the knob until the recall of the ``queries`` (training indices, not in the
+        index) among the ``indexed`` events is at least :data:`RECALL_TARGET` by two standard
+        errors."""
         if not len(queries):
             return
-        k = min(k, len(graph))
-        _, truth = ExactSearch(X[graph]).kneighbors(X[queries], k)
-        truth = graph[truth]
+        k = min(k, len(indexed))
+        _, truth = ExactSearch(X[indexed]).kneighbors(X[queries], k)
+        truth = indexed[truth]
         while True:
-            _, got = self.kneighbors(X[queries], k, n_graph=len(graph))
+            _, got = self.kneighbors(X[queries], k, n_indexed=len(indexed))
             rows = recall_rows(got, truth, k)
             self.recall_ = float(rows.mean())
             self.recall_err_ = float(rows.std(ddof=1) / np.sqrt(len(rows))) if len(rows) > 1 else 0.0
-            log.debug("knn: hnsw efSearch %d: recall %.4f +- %.4f", self.ef_search, self.recall_,
+            log.debug("knn: %s %s: recall %.4f +- %.4f", self.kind, self.knobs(), self.recall_,
                       self.recall_err_)
-            if (self.recall_ - 2 * self.recall_err_ >= RECALL_TARGET
-                    or self.ef_search >= MAX_EF_SEARCH):
+            if self.recall_ - 2 * self.recall_err_ >= RECALL_TARGET or not self._raise():
                 break
-            self.ef_search = min(MAX_EF_SEARCH, int(np.ceil(self.ef_search * EF_STEP)))
         self.recall_events_ = len(queries)
 
     def describe(self) -> str:
@@ -311,24 +337,26 @@ class HNSWSearch:
         if self.recall_ is not None:
             err = "" if self.recall_err_ is None else f" +- {self.recall_err_:.4f}"
             on = "" if self.recall_events_ is None else (
-                f" on {self.recall_events_} training events held out of the graph until then")
+                f" on {self.recall_events_} training events held out of {self.held_out_of} "
+                "until then")
             recall_ = f", neighbour recall {self.recall_:.4f}{err}{on}"
-        return f"approximate (faiss HNSW, M={HNSW_M}, efSearch={self.ef_search}{recall_})"
+        return f"approximate ({self._describe()}{recall_})"
 
-    def kneighbors(self, Q: np.ndarray, k: int, progress: Any = None, n_graph: int | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
-        """``(d2, idx)`` as :meth:`ExactSearch.kneighbors`; ``n_graph``: the nodes in the graph
-        (while it is built: fewer than the training events)."""
+    def _candidates(self, k: int) -> int:
+        """``k'``: the candidates ranked exactly per query (the search keeps more anyway:
+        ranking up to 2k of them costs little and finds neighbours the index's float32 or
+        quantised order put just beyond k)."""
+        return max(extra_candidates(k), 2 * k)
+
+    def kneighbors(self, Q: np.ndarray, k: int, progress: Any = None,
+                   n_indexed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(d2, idx)`` as :meth:`ExactSearch.kneighbors`; ``n_indexed``: the events in the
+        index (while it is built: fewer than the training events)."""
         import torch
 
-        faiss = _faiss()
-        n_graph = self.n if n_graph is None else n_graph
-        k = min(k, n_graph)
-        # the search keeps efSearch candidates anyway: ranking up to 2k of them exactly costs
-        # little and finds neighbours the graph's float32 order put just beyond k
-        kp = min(max(extra_candidates(k), min(2 * k, self.ef_search)), n_graph)
-        params = faiss.SearchParametersHNSW()
-        params.efSearch = max(self.ef_search, kp)
+        n_indexed = self.n if n_indexed is None else n_indexed
+        k = min(k, n_indexed)
+        kp = min(self._candidates(k), n_indexed)
         d2 = np.empty((len(Q), k))
         idx = np.empty((len(Q), k), dtype=np.int64)
         tile = 8192
@@ -345,7 +373,7 @@ class HNSWSearch:
             pending = None
             for s in range(0, len(Q), tile):
                 q = np.ascontiguousarray(Q[s:s + tile], dtype=np.float64)
-                _, pos = self.index.search(q.astype(np.float32), kp, params=params)
+                pos = self._search(q.astype(np.float32), k, kp)
                 cand = np.where(pos >= 0, self.order[np.maximum(pos, 0)], -1)
                 if pending is not None and progress is not None:
                     progress.update(pending.result())
@@ -363,9 +391,9 @@ class HNSWSearch:
         return bytes(_faiss().serialize_index(self.index))
 
     @classmethod
-    def from_bytes(cls, X: np.ndarray, data: bytes, ef_search: int,
-                   recall_: float | None = None, order: np.ndarray | None = None,
-                   recall_err: float | None = None) -> HNSWSearch:
+    def from_bytes(cls, X: np.ndarray, data: bytes, recall_: float | None = None,
+                   order: np.ndarray | None = None, recall_err: float | None = None,
+                   **knobs: Any) -> _IndexSearch:
         faiss = _faiss()
         index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         if index.ntotal != len(X) or index.d != X.shape[1]:
@@ -379,7 +407,134 @@ class HNSWSearch:
 
             raise InputError("kNN index: its node order is not a permutation of the training "
                              "events")
-        return cls(X, index, ef_search, recall_, order, recall_err)
+        return cls(X, index, recall_, order, recall_err, **knobs)
+
+
+class HNSWSearch(_IndexSearch):
+    """faiss's hierarchical navigable small-world graph (``IndexHNSWFlat``), built on one thread
+    (reproducible); ``efSearch`` is raised by :data:`EF_STEP`."""
+
+    kind = "hnsw"
+    held_out_of = "the graph"
+
+    def __init__(self, X: np.ndarray, index: Any, recall_: float | None = None,
+                 order: np.ndarray | None = None, recall_err: float | None = None,
+                 ef_search: int = 64):
+        super().__init__(X, index, recall_, order, recall_err)
+        self.ef_search = int(ef_search)
+
+    @classmethod
+    def _new_index(cls, X32, k, seed):
+        faiss = _faiss()
+        index = faiss.IndexHNSWFlat(X32.shape[1], HNSW_M)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        with _faiss_threads(1):
+            index.add(X32)
+        return index, {"ef_search": max(64, extra_candidates(k))}
+
+    def _add(self, X32: np.ndarray) -> None:
+        # one thread: the graph, and with it every score, is the same in every run
+        with _faiss_threads(1):
+            self.index.add(X32)
+
+    def _raise(self) -> bool:
+        if self.ef_search >= MAX_EF_SEARCH:
+            return False
+        self.ef_search = min(MAX_EF_SEARCH, int(np.ceil(self.ef_search * EF_STEP)))
+        return True
+
+    def _candidates(self, k: int) -> int:
+        return max(extra_candidates(k), min(2 * k, self.ef_search))
+
+    def _search(self, q32, k, kp):
+        params = _faiss().SearchParametersHNSW()
+        params.efSearch = max(self.ef_search, kp)
+        return self.index.search(q32, kp, params=params)[1]
+
+    def knobs(self) -> dict[str, Any]:
+        return {"ef_search": self.ef_search}
+
+    def _describe(self) -> str:
+        return f"faiss HNSW, M={HNSW_M}, efSearch={self.ef_search}"
+
+
+class IVFSearch(_IndexSearch):
+    """faiss's inverted file over k-means cells with 4-bit product-quantised codes scanned in
+    SIMD registers (``IVF<nlist>,PQ<d>x4fs``), its candidates re-ranked by the float32 vectors
+    (``RFlat``, ``k_factor`` times as many as kept), then exactly by :class:`_Ranker`.
+
+    Every step is deterministic whatever the number of threads (k-means seeded, cells filled in
+    event order), so the index is built on every core and is the same in every run; ``nprobe``
+    (cells visited per query) is raised by :data:`EF_STEP`, then ``k_factor`` doubled."""
+
+    kind = "ivf"
+
+    def __init__(self, X: np.ndarray, index: Any, recall_: float | None = None,
+                 order: np.ndarray | None = None, recall_err: float | None = None,
+                 nprobe: int = 1, k_factor: int = IVF_K_FACTOR):
+        super().__init__(X, index, recall_, order, recall_err)
+        self.nprobe, self.k_factor = int(nprobe), int(k_factor)
+        self.nlist = int(_faiss().extract_index_ivf(index).nlist)
+
+    @classmethod
+    def _new_index(cls, X32, k, seed):
+        faiss = _faiss()
+        n, d = X32.shape
+        nlist = ivf_cells(n)
+        index = faiss.index_factory(d, f"IVF{nlist},PQ{d}x4fs,RFlat")
+        faiss.extract_index_ivf(index).cp.seed = int(seed)
+        index.train(X32)
+        index.add(X32)
+        return index, {"nprobe": max(1, nlist // 64), "k_factor": IVF_K_FACTOR}
+
+    def _raise(self) -> bool:
+        if self.nprobe < self.nlist:
+            self.nprobe = min(self.nlist, int(np.ceil(self.nprobe * EF_STEP)))
+        elif self.k_factor < IVF_MAX_K_FACTOR:
+            self.k_factor *= 2
+        else:
+            return False
+        return True
+
+    def _search(self, q32, k, kp):
+        faiss = _faiss()
+        ivf = faiss.SearchParametersIVF()
+        ivf.nprobe = self.nprobe
+        params = faiss.IndexRefineSearchParameters()
+        params.k_factor = self.k_factor
+        params.base_index_params = ivf
+        return self.index.search(q32, kp, params=params)[1]
+
+    def knobs(self) -> dict[str, Any]:
+        return {"nprobe": self.nprobe, "k_factor": self.k_factor}
+
+    def _describe(self) -> str:
+        return (f"faiss IVF{self.nlist} with 4-bit PQ fast scan and re-ranking, "
+                f"nprobe={self.nprobe}, k_factor={self.k_factor}")
+
+
+def ivf_cells(n: int) -> int:
+    """k-means cells of the IVF index for ``n`` events: the power of two nearest 4 sqrt(n)
+    (faiss's advice: 4 to 16 sqrt(n)), with at least 39 events per cell to train on."""
+    target = max(1.0, 4.0 * np.sqrt(n))
+    nlist = 2 ** int(np.round(np.log2(target)))
+    while nlist > 1 and n < 39 * nlist:
+        nlist //= 2
+    return nlist
+
+
+@contextmanager
+def _faiss_threads(n: int) -> Iterator[None]:
+    faiss = _faiss()
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+SEARCHES: dict[str, type[_IndexSearch]] = {"hnsw": HNSWSearch, "ivf": IVFSearch}
 
 
 def _faiss() -> Any:
@@ -418,38 +573,43 @@ def recall(got: np.ndarray, truth: np.ndarray, k: int | None = None,
 
 
 def choose(search: str, n: int, d: int, device: str) -> str:
-    """``exact`` or ``hnsw`` for ``search: auto|exact|hnsw`` and a training sample of ``n x d``."""
+    """``exact``, ``ivf`` or ``hnsw`` for ``search: auto|exact|ivf|hnsw`` and a training sample
+    of ``n x d``."""
     if search != "auto":
         return search
     if _torch_device(device).startswith("cuda"):
         return "exact"
-    return "exact" if n * d <= EXACT_MAX_VALUES else "hnsw"
+    return "exact" if n * d <= EXACT_MAX_VALUES else "ivf"
 
 
 def make_search(kind: str, X: np.ndarray, k: int, device: str = "auto", seed: int = 0) -> Any:
-    """A fitted search of ``kind`` (``exact`` or ``hnsw``) over the training events ``X``."""
-    if kind == "hnsw":
-        return HNSWSearch.build(X, k, seed)
+    """A fitted search of ``kind`` (``exact``, ``ivf`` or ``hnsw``) over the training events."""
+    if kind in SEARCHES:
+        return SEARCHES[kind].build(X, k, seed)
     return ExactSearch(X, device)
+
+
+#: the knobs of each index as stored in the model's meta (a model before the IVF index stored
+#: the HNSW's efSearch as "ef_search")
+_KNOBS = {"hnsw": ("ef_search",), "ivf": ("nprobe", "k_factor")}
 
 
 def load_search(kind: str, X: np.ndarray, meta: dict[str, Any], blobs: dict[str, bytes],
                 device: str = "auto") -> Any:
-    """The search of a stored model (``meta`` and ``blobs`` as :meth:`state_of` wrote them)."""
-    if kind == "hnsw":
-        order = blobs.get("hnsw_order.i64")
-        return HNSWSearch.from_bytes(
-            X, blobs["hnsw.faiss"], int(meta["ef_search"]), meta.get("recall"),
+    """The search of a stored model (``meta`` and ``blobs`` as :func:`state_of` wrote them)."""
+    if kind in SEARCHES:
+        order = blobs.get(f"{kind}_order.i64")
+        return SEARCHES[kind].from_bytes(
+            X, blobs[f"{kind}.faiss"], meta.get("recall"),
             None if order is None else np.frombuffer(order, dtype="<i8").astype(np.int64),
-            meta.get("recall_err"))
+            meta.get("recall_err"), **{key: int(meta[key]) for key in _KNOBS[kind]})
     return ExactSearch(X, device)
 
 
 def state_of(search: Any) -> tuple[dict[str, Any], dict[str, bytes]]:
     """What a stored model needs to rebuild ``search``: meta entries and blobs."""
-    if search.kind == "hnsw":
-        return ({"ef_search": search.ef_search, "recall": search.recall_,
-                 "recall_err": search.recall_err_},
-                {"hnsw.faiss": search.to_bytes(),
-                 "hnsw_order.i64": search.order.astype("<i8").tobytes()})
+    if search.kind in SEARCHES:
+        return ({**search.knobs(), "recall": search.recall_, "recall_err": search.recall_err_},
+                {f"{search.kind}.faiss": search.to_bytes(),
+                 f"{search.kind}_order.i64": search.order.astype("<i8").tobytes()})
     return {}, {}

@@ -4,9 +4,9 @@ weighted mean of their targets.
 
 The neighbours come from :mod:`mva.methods._neighbours`: an exact search in blocked matrix
 products (torch, on a GPU where there is one) while the training sample has at most
-``EXACT_MAX_VALUES`` (5M) events x features or a GPU is used, a faiss HNSW index with a measured
-recall beyond (``search: auto``; ``exact`` or ``hnsw`` to choose). The run log and the model's
-notes in ``metrics.json`` say which search was used.
+``EXACT_MAX_VALUES`` (5M) events x features or a GPU is used, a faiss IVF index (4-bit PQ fast
+scan, re-ranked) with a measured recall beyond (``search: auto``; ``exact``, ``ivf`` or ``hnsw``
+to choose). The run log and the model's notes in ``metrics.json`` say which search was used.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ class KNNParams(Params):
     k: int | None = Field(None, ge=1, le=100_000)
     #: neighbours are searched in blocks of this many events (bounds memory at apply time)
     block_size: int = Field(65536, ge=1, le=10_000_000)
-    #: neighbour search: exact, approximate (HNSW), or auto (exact where affordable)
-    search: Literal["auto", "exact", "hnsw"] = "auto"
+    #: neighbour search: exact, approximate (ivf: faiss IVF-PQ fast scan, re-ranked; hnsw: faiss
+    #: HNSW graph), or auto (exact where affordable, ivf beyond)
+    search: Literal["auto", "exact", "ivf", "hnsw"] = "auto"
     #: where the exact search runs (auto: a CUDA GPU where there is one)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

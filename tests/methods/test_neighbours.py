@@ -1,7 +1,7 @@
 """Neighbour search of the kNN: the blocked exact search equals brute force (ties to the lower
-index) and scikit-learn, whatever the tile and block sizes; the HNSW index finds the neighbours
-with the recall it measured, is stored with the model and is chosen above the exact search's
-size limit."""
+index) and scikit-learn, whatever the tile and block sizes; the approximate indexes (IVF, the
+default beyond the exact search's size limit, and HNSW) find the neighbours with the recall
+they measured, are reproducible and are stored with the model."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from helpers import roundtrip, two_gaussians
 from sklearn.metrics import roc_auc_score
 
 from mva.methods import _neighbours
-from mva.methods._neighbours import ExactSearch, HNSWSearch, recall
+from mva.methods._neighbours import ExactSearch, HNSWSearch, IVFSearch, recall
 from mva.methods.knn import KNN
 
 
@@ -108,14 +108,19 @@ def test_recall_counts_the_true_neighbours_found() -> None:
                   exclude=np.array([5])) == pytest.approx(2 / 3)
 
 
-def test_hnsw_recall_and_auc_close_to_exact() -> None:
+INDEXES = {"ivf": IVFSearch, "hnsw": HNSWSearch}
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_index_recall_and_auc_close_to_exact(kind) -> None:
     X, y = two_gaussians(2000, seed=6, d=8, shift=0.8)
     Xt, yt = two_gaussians(1000, seed=7, d=8, shift=0.8)
     w = np.ones(len(X))
     exact = KNN({"k": 20, "search": "exact"}, "classification").fit(X, y, w)
-    approx = KNN({"k": 20, "search": "hnsw"}, "classification", seed=1).fit(X, y, w)
-    assert approx.search_.kind == "hnsw" and exact.search_.kind == "exact"
-    assert any("faiss HNSW" in n and "recall" in n for n in approx.notes_)
+    approx = KNN({"k": 20, "search": kind}, "classification", seed=1).fit(X, y, w)
+    assert approx.search_.kind == kind and exact.search_.kind == "exact"
+    name = {"ivf": "faiss IVF", "hnsw": "faiss HNSW"}[kind]
+    assert any(name in n and "recall" in n for n in approx.notes_)
     assert any(n.startswith("neighbour search: exact") for n in exact.notes_)
     # the recall measured at fit time reached its target, and holds for other events
     assert approx.search_.recall_ >= _neighbours.RECALL_TARGET
@@ -124,17 +129,59 @@ def test_hnsw_recall_and_auc_close_to_exact() -> None:
     auc_exact = roc_auc_score(yt, exact.predict(Xt))
     auc_approx = roc_auc_score(yt, approx.predict(Xt))
     assert abs(auc_approx - auc_exact) <= 0.002
-    # the graph is built single-threaded: the same in every run
-    again = KNN({"k": 20, "search": "hnsw"}, "classification", seed=1).fit(X, y, w)
+    # the same index in every run
+    again = KNN({"k": 20, "search": kind}, "classification", seed=1).fit(X, y, w)
     np.testing.assert_array_equal(again.predict(Xt), approx.predict(Xt))
 
 
-def test_hnsw_measures_recall_on_events_held_out_of_the_graph() -> None:
+def test_ivf_index_is_the_same_on_any_number_of_threads() -> None:
+    """Built on every core, and still reproducible: k-means is seeded and the cells are filled
+    in event order, so one thread and two give the same index, byte for byte."""
+    import faiss
+
+    X = np.random.default_rng(21).normal(size=(20000, 6))
+    before = faiss.omp_get_max_threads()
+    built = []
+    try:
+        for threads in (1, 2):
+            faiss.omp_set_num_threads(threads)
+            built.append(IVFSearch.build(X, 10, seed=4))
+    finally:
+        faiss.omp_set_num_threads(before)
+    one, two = built
+    assert one.to_bytes() == two.to_bytes()
+    assert one.knobs() == two.knobs() and one.recall_ == two.recall_
+    # the seed reaches k-means: another seed, other cells
+    assert IVFSearch.build(X, 10, seed=5).to_bytes() != one.to_bytes()
+
+
+def test_ivf_raises_nprobe_then_k_factor_until_the_recall_is_reached(monkeypatch) -> None:
+    X = np.random.default_rng(22).normal(size=(4000, 12))
+    s = IVFSearch.build(X, 10, seed=1)
+    assert s.nlist == _neighbours.ivf_cells(len(X) - 400) and 1 <= s.nprobe <= s.nlist
+    assert s.recall_ - 2 * s.recall_err_ >= _neighbours.RECALL_TARGET
+    # a recall that cannot be reached: every cell, then the largest re-ranking, then it stops
+    monkeypatch.setattr(_neighbours, "RECALL_TARGET", 1.01)
+    s = IVFSearch.build(X, 10, seed=1)
+    assert s.nprobe == s.nlist and s.k_factor == _neighbours.IVF_MAX_K_FACTOR
+    # visiting every cell with that re-ranking is as good as the exact search here
+    assert s.recall_ >= 0.999
+
+
+def test_ivf_cells() -> None:
+    assert _neighbours.ivf_cells(1_000_000) == 4096   # 4 sqrt(n) = 4000
+    assert _neighbours.ivf_cells(300_000) == 2048     # 2191
+    assert _neighbours.ivf_cells(3000) == 64          # at least 39 events per cell to train on
+    assert _neighbours.ivf_cells(10) == 1
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_index_measures_recall_on_events_held_out_of_it(kind) -> None:
     X = np.random.default_rng(12).normal(size=(3000, 8))
-    s = HNSWSearch.build(X, 10, seed=3)
+    s = INDEXES[kind].build(X, 10, seed=3)
     m = 300  # a tenth of the events
     assert s.recall_events_ == m and s.index.ntotal == len(X)
-    # every training event is a node, under its own index: the held-out ones were added last
+    # every training event is in the index, under its own index: the held-out ones added last
     np.testing.assert_array_equal(np.sort(s.order), np.arange(len(X)))
     held = s.order[-m:]
     d2, idx = s.kneighbors(X[held], 1)
@@ -145,7 +192,7 @@ def test_hnsw_measures_recall_on_events_held_out_of_the_graph() -> None:
     Q = np.random.default_rng(13).normal(size=(1000, 8))
     r = recall(s.kneighbors(Q, 10)[1], ExactSearch(X).kneighbors(Q, 10)[1])
     assert abs(r - s.recall_) <= 5 * s.recall_err_ + 0.005
-    assert "held out of the graph" in s.describe()
+    assert f"held out of {s.held_out_of} until then" in s.describe()
 
 
 def test_recall_rows_per_query() -> None:
@@ -154,43 +201,48 @@ def test_recall_rows_per_query() -> None:
                                [0.5, 1.0])
 
 
-def test_hnsw_index_stored_without_its_order_keeps_the_identity() -> None:
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_index_stored_without_its_order_keeps_the_identity(kind) -> None:
     # a model written before the node order was stored: nodes in training order
     X = np.random.default_rng(14).normal(size=(200, 3))
-    s = HNSWSearch.build(X, 5)
+    s = INDEXES[kind].build(X, 5)
     meta, blobs = _neighbours.state_of(s)
-    assert "hnsw_order.i64" in blobs
-    again = _neighbours.load_search("hnsw", X, meta, blobs)
+    assert f"{kind}_order.i64" in blobs
+    again = _neighbours.load_search(kind, X, meta, blobs)
     np.testing.assert_array_equal(again.order, s.order)
     np.testing.assert_array_equal(again.kneighbors(X, 5)[1], s.kneighbors(X, 5)[1])
-    old = _neighbours.load_search("hnsw", X, meta, {"hnsw.faiss": blobs["hnsw.faiss"]})
+    old = _neighbours.load_search(kind, X, meta, {f"{kind}.faiss": blobs[f"{kind}.faiss"]})
     np.testing.assert_array_equal(old.order, np.arange(len(X)))
     from mva.errors import InputError
 
     with pytest.raises(InputError, match="not a permutation"):
-        HNSWSearch.from_bytes(X, blobs["hnsw.faiss"], s.ef_search, order=np.zeros(200, int))
+        INDEXES[kind].from_bytes(X, blobs[f"{kind}.faiss"], order=np.zeros(200, int),
+                                 **s.knobs())
 
 
-def test_hnsw_index_is_stored_with_the_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_index_is_stored_with_the_model(tmp_path: Path, kind) -> None:
     X, y = two_gaussians(400, seed=8, d=4)
-    params = {"k": 10, "search": "hnsw"}
+    params = {"k": 10, "search": kind}
     m = KNN(params, "classification").fit(X, y, np.ones(len(X)))
     meta, _, blobs = m.state()
-    assert meta["search"] == "hnsw" and "hnsw.faiss" in blobs
+    assert meta["search"] == kind and f"{kind}.faiss" in blobs
+    assert all(meta[key] == value for key, value in m.search_.knobs().items())
     m2 = roundtrip(m, params, "classification", tmp_path)
-    assert m2.search_.kind == "hnsw" and m2.search_.ef_search == m.search_.ef_search
+    assert m2.search_.kind == kind and m2.search_.knobs() == m.search_.knobs()
     Xq = np.random.default_rng(9).normal(size=(200, 4))
     np.testing.assert_array_equal(m2.predict(Xq), m.predict(Xq))
 
 
-def test_auto_uses_the_index_above_the_size_limit(monkeypatch) -> None:
+def test_auto_uses_the_ivf_index_above_the_size_limit(monkeypatch) -> None:
     X, y = two_gaussians(300, seed=10, d=4)
     assert KNN({"k": 5}, "classification").fit(X, y, np.ones(600)).search_.kind == "exact"
     monkeypatch.setattr(_neighbours, "EXACT_MAX_VALUES", 600 * 4 - 1)
-    assert _neighbours.choose("auto", 600, 4, "cpu") == "hnsw"
+    assert _neighbours.choose("auto", 600, 4, "cpu") == "ivf"
     assert KNN({"k": 5, "device": "cpu"}, "classification").fit(
-        X, y, np.ones(600)).search_.kind == "hnsw"
+        X, y, np.ones(600)).search_.kind == "ivf"
     assert _neighbours.choose("exact", 10**9, 20, "cpu") == "exact"
+    assert _neighbours.choose("hnsw", 10**9, 20, "cpu") == "hnsw"
 
 
 def test_search_limit_is_the_export_limit() -> None:
@@ -200,13 +252,14 @@ def test_search_limit_is_the_export_limit() -> None:
     assert _neighbours.EXACT_MAX_VALUES == KNN_MAX_VALUES
 
 
-def test_hnsw_search_rejects_an_index_of_other_events() -> None:
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_index_search_rejects_an_index_of_other_events(kind) -> None:
     from mva.errors import InputError
 
     X = np.random.default_rng(11).normal(size=(100, 3))
-    s = HNSWSearch.build(X, 5)
+    s = INDEXES[kind].build(X, 5)
     with pytest.raises(InputError, match="index holds 100 x 3"):
-        HNSWSearch.from_bytes(X[:50], s.to_bytes(), s.ef_search)
+        INDEXES[kind].from_bytes(X[:50], s.to_bytes(), **s.knobs())
 
 
 @pytest.mark.gpu
