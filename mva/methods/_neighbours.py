@@ -83,18 +83,23 @@ def _torch_device(device: str) -> str:
 
 
 @contextmanager
-def _threads(n: int) -> Iterator[None]:
+def _set_threads(get: Any, set_: Any, n: int) -> Iterator[None]:
+    """A library's thread count (``get``/``set_``) set to ``n`` inside the block."""
+    before = get()
+    set_(n)
+    try:
+        yield
+    finally:
+        set_(before)
+
+
+def _threads(n: int) -> Any:
     """torch's CPU threads set to ``n`` inside the block. The matrix products and ``topk`` of a
     tile are large enough for several threads; the ranking works on small tensors, where waking
     threads (on busy cores: waiting for them) costs far more than the work."""
     import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return _set_threads(torch.get_num_threads, torch.set_num_threads, n)
 
 
 def _unit_roundoff(dtype: Any, device: str) -> float:
@@ -523,15 +528,10 @@ def ivf_cells(n: int) -> int:
     return nlist
 
 
-@contextmanager
-def _faiss_threads(n: int) -> Iterator[None]:
+def _faiss_threads(n: int) -> Any:
+    """faiss's OpenMP threads set to ``n`` inside the block."""
     faiss = _faiss()
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(n)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
+    return _set_threads(faiss.omp_get_max_threads, faiss.omp_set_num_threads, n)
 
 
 SEARCHES: dict[str, type[_IndexSearch]] = {"hnsw": HNSWSearch, "ivf": IVFSearch}
