@@ -11,7 +11,7 @@ import glob
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +149,8 @@ class _Table:
     tree: str | None
     obj: Any
     fmt: str
+    #: ROOT: branch -> the stream over its large basket being read (``mva.io.baskets``)
+    streams: dict[str, Any] = field(default_factory=dict)
 
     @property
     def where(self) -> str:
@@ -213,6 +215,8 @@ def _read_root(table: _Table, names: list[str], start: int, stop: int) -> dict[s
         is_flat = isinstance(interp, uproot.interpretation.numerical.AsDtype) and not interp.inner_shape
         (flat if is_flat else jagged).append(n)
     out: dict[str, Any] = {}
+    if flat and table.fmt == "root":
+        flat = [n for n in flat if not _read_streamed(table, n, start, stop, out)]
     try:
         if flat:
             out.update(table.obj.arrays(flat, entry_start=start, entry_stop=stop, library="np"))
@@ -231,6 +235,29 @@ def _read_root(table: _Table, names: list[str], start: int, stop: int) -> dict[s
                 "numeric sub-branches instead"
             )
     return out
+
+
+def _read_streamed(table: _Table, name: str, start: int, stop: int, out: dict[str, Any]) -> bool:
+    """Read entries ``start``-``stop`` of a flat branch from its large basket without
+    decompressing all of it (:mod:`mva.io.baskets`); False where uproot reads it."""
+    from mva.io.baskets import stream_for
+
+    stream = table.streams.get(name)
+    if stream is None or not stream.first <= start <= stop <= stream.stop:
+        try:
+            stream = stream_for(table.path, table.obj[name], start, stop)
+        except Exception:  # anything this reader does not understand is left to uproot
+            stream = None
+        if stream is None:
+            table.streams.pop(name, None)
+            return False
+        table.streams[name] = stream
+    try:
+        out[name] = stream.read(start, stop)
+    except Exception as exc:
+        raise InputError(f"{table.where}: cannot read branch {name!r} "
+                         f"({type(exc).__name__}: {exc})") from None
+    return True
 
 
 def _read_parquet(table: _Table, names: list[str], start: int, stop: int) -> dict[str, Any]:
