@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -319,9 +321,16 @@ def run_training(cfg: Config, out: Path | None = None, plotter: Any = None,
     ahead = None if remote else import_ahead(spec.type for spec in cfg.methods.values())
     try:
         parts = load_samples(cfg, backend if remote else LocalBackend())
-    finally:
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM is raised wherever the main thread was, possibly inside an import
+        # that the thread waits for: joining it could hang, the daemon thread is left
+        raise
+    except BaseException:
         if ahead is not None:
             ahead.join()
+        raise
+    if ahead is not None:
+        ahead.join()
     log.debug("splitting")
     n = sum(len(p) for p in parts)
     splitter = make_splitter(cfg.split, cfg.source)
@@ -437,6 +446,26 @@ def _map_folds(cfg: Config, task: Any, spec: Any, events: Events, folds: list[Fo
 _WORKER: dict[str, Any] = {}
 
 
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM that arrive in the block act when it is done. (Not by blocking them
+    in the kernel: the other threads would take them, and the processes started in the block
+    would inherit the mask.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: received.append(signum))
+           for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if received:
+            signal.raise_signal(received[0])
+
+
 def _init_worker(cfg: Config, events: Events) -> None:
     _WORKER.update(cfg=cfg, events=events)
 
@@ -532,7 +561,10 @@ class FoldPool:
 
     def map(self, spec: Any, folds: list[Fold]) -> list[MethodResult]:
         out = []
-        futures = [self.executor.submit(_fit_fold_portable, spec, f) for f in folds]
+        with _signals_deferred():
+            # a submit can start a worker: interrupted there, the worker would run on
+            # untracked (and print a traceback once its queues are gone)
+            futures = [self.executor.submit(_fit_fold_portable, spec, f) for f in folds]
         for f, fut in zip(folds, futures, strict=True):
             out.append(_restore(self.cfg, spec, fut.result()))
             log.debug("%s: fold %d done", spec.name, f.index)
@@ -541,11 +573,17 @@ class FoldPool:
     def close(self, abort: bool = False) -> None:
         """Stop the workers; ``abort`` (an error, Ctrl-C, SIGTERM): at once, without waiting
         for the folds that are being fitted."""
-        processes = list(getattr(self.executor, "_processes", {}).values())
-        self.executor.shutdown(wait=not abort, cancel_futures=True)
         if abort:
-            for p in processes:  # a fit can take minutes: do not leave it running orphaned
+            # a fit can take minutes: do not leave it running orphaned. The workers go first,
+            # then the queues: a worker still starting would fail on them (and print so)
+            processes = list(getattr(self.executor, "_processes", {}).values())
+            for p in processes:
                 p.terminate()
+            for p in processes:  # gone before the caller reports the interruption
+                p.join(timeout=10)
+                if p.exitcode is None:
+                    p.kill()
+        self.executor.shutdown(wait=not abort, cancel_futures=True)
 
 
 #: below this many events the worker processes cost more to start than they save (measured:
