@@ -29,27 +29,46 @@ from mva.evaluation.plots._common import (
 )
 
 
-def _input_edges(x: np.ndarray, groups: list[np.ndarray], bins: int) -> np.ndarray:
-    """Bin edges spanning the central 99.8% of every class; unit bins for small integers."""
-    finite = x[np.isfinite(x)]
-    if finite.size == 0:
+def _input_edges(finite: np.ndarray, quantiles: list[np.ndarray], bins: int) -> np.ndarray:
+    """Bin edges spanning the central 99.8% of every class; unit bins for small integers.
+
+    ``finite``: the variable's finite values; ``quantiles``: its 0.1 % and 99.9 % quantiles
+    in each class that has finite values."""
+    if finite.size == 0 or not quantiles:
         return np.linspace(-0.5, 0.5, bins + 1)
     # per class, so that a small class sitting in the tail of a large one is not cut away
-    los, his = [], []
-    for sel in groups:
-        xs = x[sel]
-        xs = xs[np.isfinite(xs)]
-        if xs.size:
-            q = np.quantile(xs, [0.001, 0.999])
-            los.append(q[0])
-            his.append(q[1])
-    lo, hi = float(min(los)), float(max(his))
-    if np.all(finite == np.round(finite)) and hi - lo <= max(bins, 50):
+    lo = float(min(q[0] for q in quantiles))
+    hi = float(max(q[1] for q in quantiles))
+    if hi - lo <= max(bins, 50) and _integer_valued(finite):
         # integer-valued (multiplicities, charges): one bin per value, centred on it
         return np.arange(math.floor(lo) - 0.5, math.ceil(hi) + 1.0, 1.0)
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
     return np.linspace(lo, hi, bins + 1)
+
+
+def _integer_valued(x: np.ndarray) -> bool:
+    """Whether every value is an integer (a few leading values first: most variables are not)."""
+    head = x[:1000]
+    return bool(np.all(head == np.round(head)) and np.all(x == np.round(x)))
+
+
+def _class_columns(arr: np.ndarray, sel: np.ndarray, w: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One class's variables as rows ``(p, n_class)`` (each contiguous), their finite mask,
+    weights, and the 0.1 % / 99.9 % quantiles of each variable's finite values ``(p, 2)``
+    (NaN without any): gathered once, not once per variable."""
+    rows = np.ascontiguousarray(arr[sel].T)
+    finite = np.isfinite(rows)
+    q = np.full((rows.shape[0], 2), np.nan)
+    if finite.all():
+        if rows.shape[1]:
+            q = np.quantile(rows, [0.001, 0.999], axis=1).T
+    else:
+        for j in range(rows.shape[0]):
+            if finite[j].any():
+                q[j] = np.quantile(rows[j][finite[j]], [0.001, 0.999])
+    return rows, finite, w[sel], q
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -93,16 +112,21 @@ def plot_inputs(
                  rc=_RC_GRID) as (fig, axes):
         _grid_margins(fig)
         handles: dict[str, Any] = {}
+        per_class = [_class_columns(arr, g[0], w) for g in groups]
+        all_finite = np.isfinite(arr).all()
         for j, ax in enumerate(axes.flat):
             if j >= p:
                 ax.set_visible(False)
                 continue
-            x = arr[:, j]
-            edges = _input_edges(x, [g[0] for g in groups], int(bins))
+            finite = arr[:, j] if all_finite else arr[:, j][np.isfinite(arr[:, j])]
+            quantiles = [c[3][j] for c in per_class if not np.isnan(c[3][j, 0])]
+            edges = _input_edges(finite, quantiles, int(bins))
             top = 0.0
-            for sel, label, colour in groups:
-                ok = sel & np.isfinite(x)
-                hist = _unit_area(x[ok], w[ok], edges)
+            for (_, label, colour), (rows, fin, wc, _q) in zip(groups, per_class):
+                x, wx = rows[j], wc
+                if not fin[j].all():
+                    x, wx = x[fin[j]], wc[fin[j]]
+                hist = _unit_area(x, wx, edges)
                 if hist is None:
                     logger.warning("%s: %s has no positive weight to normalise", names[j], label)
                     continue
