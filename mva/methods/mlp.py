@@ -37,7 +37,10 @@ class MLPParams(Params):
     #: widths of the hidden layers (at most 100 layers of 1 .. 100000 nodes)
     hidden_layers: list[Annotated[int, Field(ge=1, le=100_000)]] = Field(
         default_factory=lambda: [64, 64], max_length=100)
-    activation: Literal["relu", "sigmoid", "tanh", "leaky_relu", "elu"] = "relu"
+    #: ``elu`` by default: a smooth network for the smooth likelihood ratios and regression
+    #: functions of physics (see ``benchmarks/bench_defaults.py``: on the ring and Friedman
+    #: toys ReLU's piecewise-linear fit stays 1-2 % further from the limit)
+    activation: Literal["relu", "sigmoid", "tanh", "leaky_relu", "elu"] = "elu"
     optimizer: Literal["adam", "sgd", "momentum"] = "adam"
     learning_rate: float = Field(3e-3, gt=0, allow_inf_nan=False)
     #: ``plateau``: the learning rate is multiplied by ``lr_factor`` when the validation loss
