@@ -58,18 +58,24 @@ class ApplySpec:
 
 
 class _Scorer:
-    """A loaded run, ready to score chunks of columns (one per process and spec)."""
+    """A run, ready to score chunks of columns (one per process and spec). Its manifest is
+    read and checked at once, its models loaded on first use (:attr:`trained`: the methods'
+    libraries take seconds to import, while the first partition can already be read)."""
 
     def __init__(self, spec: ApplySpec):
-        from mva.store import load_models, sha256
+        from mva.store import read_manifest, requested_methods, sha256
         from mva.tasks import task_for_manifest
 
-        manifest, self.trained = load_models(Path(spec.run_dir),
-                                             list(spec.methods) if spec.methods else None)
-        digest = sha256(Path(spec.run_dir) / "models" / "manifest.json")
+        run_dir = Path(spec.run_dir)
+        manifest = read_manifest(run_dir)
+        digest = sha256(run_dir / "models" / "manifest.json")
         if digest != spec.manifest_sha256:
             raise InputError(f"{spec.run_dir}: the run changed while it was being applied "
                              "(its manifest's checksum differs)")
+        self._manifest = manifest
+        self.names = requested_methods(run_dir, manifest,
+                                       list(spec.methods) if spec.methods else None)
+        self._trained: dict[str, Any] | None = None
         self.spec = spec
         self.task = task_for_manifest(manifest)
         self.options = {"signal_fraction": spec.signal_fraction}
@@ -80,17 +86,37 @@ class _Scorer:
         # the role names the way out when the fold expression cannot be evaluated on the inputs
         self.fold_role = "split.fold_expression"
         self._table: tuple[str, Any] | None = None
+        #: the partition read ahead ((path, start, stop), its future) and the reading thread
+        self._ahead: tuple[tuple[str, int, int], Any] | None = None
+        self._reader: Any = None
         self.needed = needed_branches({"feature": self.features, "kept branch": list(spec.keep),
                                        "cut": [spec.cut] if spec.cut else [],
                                        self.fold_role: [self.fold_expr] if self.fold_expr
                                        else []})
 
-    def score(self, path: str, start: int, stop: int) -> tuple[int, dict[str, np.ndarray]]:
-        """(entries read, output columns) of entries ``start`` to ``stop`` of ``path``."""
+    @property
+    def trained(self) -> dict[str, Any]:
+        """The requested methods, loaded (every file's checksum verified) on first use."""
+        if self._trained is None:
+            from mva.store import load_models
+
+            _, self._trained = load_models(Path(self.spec.run_dir), self.names, self._manifest)
+        return self._trained
+
+    def score(self, path: str, start: int, stop: int,
+              ahead: tuple[str, int, int] | None = None) -> tuple[int, dict[str, np.ndarray]]:
+        """(entries read, output columns) of entries ``start`` to ``stop`` of ``path``.
+
+        ``ahead``: the partition this process scores next, read in a thread while this one is
+        scored (reading is decompression, which runs beside the methods' arithmetic on another
+        core; at most two partitions are in memory at a time)."""
         spec = self.spec
         where = f"{path}:{spec.tree}" if spec.tree else path
+        chunks = self._read((path, start, stop))
+        if ahead is not None:
+            self.read_ahead(ahead)
         n_read, parts = 0, []
-        for first, cols in self._columns(path, start, stop):
+        for first, cols in chunks:
             n = len(next(iter(cols.values()))) if cols else 0
             n_read += n
             cols, entries = select(cols, spec.cut, first + np.arange(n), self.default, where)
@@ -125,9 +151,31 @@ class _Scorer:
             self._table = (path, table)
         return self._table[1]
 
-    def _columns(self, path: str, start: int, stop: int) -> Any:
-        return iter_columns(path, self.spec.tree, self.needed, step_size=self.spec.step_size,
-                            entry_start=start, entry_stop=stop, table=self.table(path))
+    def _columns(self, path: str, start: int, stop: int) -> list[tuple[int, dict[str, Any]]]:
+        return list(iter_columns(path, self.spec.tree, self.needed,
+                                 step_size=self.spec.step_size, entry_start=start,
+                                 entry_stop=stop, table=self.table(path)))
+
+    def _read(self, part: tuple[str, int, int]) -> list[tuple[int, dict[str, Any]]]:
+        """The chunks of ``part``: the ones read ahead if they are of this partition (an error
+        of that read is raised here, for this partition), else read now."""
+        pending, self._ahead = self._ahead, None
+        if pending is not None:
+            key, future = pending
+            if key == part:
+                return future.result()
+            future.cancel()
+            with contextlib.suppress(Exception):
+                future.result()  # a stale read: its file handle is free again before reading
+        return self._columns(*part)
+
+    def read_ahead(self, part: tuple[str, int, int]) -> None:
+        """Start reading ``part`` in a thread (taken by the :meth:`score` of that part)."""
+        if self._reader is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._reader = ThreadPoolExecutor(1, thread_name_prefix="mva-read-ahead")
+        self._ahead = (part, self._reader.submit(self._columns, *part))
 
     def _fold_hint(self, exc: InputError) -> InputError:
         """A branch of the fold expression that the input lacks: the error names the way out."""
@@ -151,10 +199,19 @@ def _scorer(spec: ApplySpec) -> _Scorer:
     return _SCORERS[spec]
 
 
-def score_partition(spec: ApplySpec, path: str, start: int, stop: int
+def score_partition(spec: ApplySpec, path: str, start: int, stop: int,
+                    ahead: tuple[str, int, int] | None = None
                     ) -> tuple[int, dict[str, np.ndarray]]:
-    """The unit of work: (entries read, output columns) of one partition of one input."""
-    return _scorer(spec).score(path, start, stop)
+    """The unit of work: (entries read, output columns) of one partition of one input.
+    ``ahead``: the partition that this process scores next (read meanwhile), if known."""
+    return _scorer(spec).score(path, start, stop, ahead)
+
+
+def _with_read_ahead(units: list[tuple]) -> list[tuple]:
+    """Units scored one after the other in this process, each naming the next one's
+    partition to read ahead."""
+    nxt = [u[1:4] for u in units[1:]] + [None]
+    return [(*u, a) for u, a in zip(units, nxt, strict=True)]
 
 
 def count_entries(spec: ApplySpec, path: str) -> int:
@@ -230,9 +287,9 @@ def apply(
     spec = ApplySpec(str(run_dir), sha256(run_dir / "models" / "manifest.json"),
                      tuple(methods) if methods else None, tuple(keep), cut, signal_fraction,
                      average_folds, tree, step_size)
-    scorer = _scorer(spec)  # errors in the options and methods are raised here, once
+    scorer = _scorer(spec)  # errors in the options and method names are raised here, once
     out_tree = (tree or "events").rsplit("/", 1)[-1]
-    log.info("applying %s to %d input%s (%s)", ", ".join(scorer.trained), len(paths),
+    log.info("applying %s to %d input%s (%s)", ", ".join(scorer.names), len(paths),
              "s" if len(paths) > 1 else "", backend.describe())
     # the entries of every input, counted where the work runs (a corrupt or missing file is
     # an error naming it, before any output is written)
@@ -242,6 +299,13 @@ def apply(
               for p, n in zip(paths, entries, strict=True)]
     n_parts = sum(len(g) for g in groups)
     log.info("%d events in %d partitions of up to %d", sum(entries), n_parts, step_size)
+    if backend.run_here():
+        flat = _with_read_ahead([u for g in groups for u in g])
+        sizes = np.cumsum([0] + [len(g) for g in groups])
+        groups = [flat[a:b] for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        if flat:
+            scorer.read_ahead(flat[0][1:4])  # read while the models load
+    scorer.trained  # noqa: B018  (a corrupt model is an error before any output is written)
     if directory:
         n_read, n_written = _apply_per_file(backend, groups, targets, out_tree, compression)
     else:
@@ -255,7 +319,7 @@ def apply(
                     writer.write(out_tree, cols)
                     n_written += len(next(iter(cols.values())))
     fold_expr, n_folds = scorer.fold_expr, scorer.n_folds
-    return {"read": n_read, "written": n_written, "methods": list(scorer.trained),
+    return {"read": n_read, "written": n_written, "methods": list(scorer.names),
             "output": str(output), "outputs": [str(t) for t in targets],
             "folds": "routed" if fold_expr else "averaged" if n_folds else None}
 

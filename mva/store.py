@@ -235,16 +235,26 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def load_models(run_dir: Path, names: list[str] | None = None
-                ) -> tuple[dict[str, Any], dict[str, TrainedMethod]]:
-    """Load the manifest and the requested methods, verifying every file's checksum."""
-    manifest = read_manifest(run_dir)
+def requested_methods(run_dir: Path, manifest: dict[str, Any], names: list[str] | None
+                      ) -> list[str]:
+    """The methods of the run to load (default: all); an unknown name is an error."""
     available = manifest["methods"]
     names = names or list(available)
     unknown = [n for n in names if n not in available]
     if unknown:
         raise InputError(f"{run_dir}: no trained method {', '.join(map(repr, unknown))} "
                          f"(trained: {', '.join(available)})")
+    return names
+
+
+def load_models(run_dir: Path, names: list[str] | None = None,
+                manifest: dict[str, Any] | None = None
+                ) -> tuple[dict[str, Any], dict[str, TrainedMethod]]:
+    """Load the manifest (unless given, as :func:`read_manifest` returned it) and the
+    requested methods, verifying every file's checksum."""
+    manifest = read_manifest(run_dir) if manifest is None else manifest
+    available = manifest["methods"]
+    names = requested_methods(run_dir, manifest, names)
     from mva.tasks import task_for_manifest
 
     task = task_for_manifest(manifest)
