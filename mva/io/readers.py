@@ -73,9 +73,10 @@ def _open_root(path: str) -> Any:
 TREE_CLASSES = ("TTree", "TNtuple", "TNtupleD")
 
 
-def _objects(path: str) -> dict[str, str]:
-    """Every object of a ROOT file (subdirectories included): name without cycle -> class."""
-    f = _open_root(path)
+def _objects(path: str, f: Any = None) -> dict[str, str]:
+    """Every object of a ROOT file (subdirectories included): name without cycle -> class.
+    ``f``: the file, already opened by :func:`_open_root`."""
+    f = _open_root(path) if f is None else f
     try:
         names = f.classnames(recursive=True)
     except Exception as exc:
@@ -120,7 +121,7 @@ def _no_tree_error(path: str, others: dict[str, str]) -> InputError:
 
 def _get_tree(path: str, tree: str | None) -> Any:
     f = _open_root(path)
-    objects = _objects(path)
+    objects = _objects(path, f)
     trees = [name for name, cls in objects.items() if cls in TREE_CLASSES]
     if tree is not None and tree not in trees and _is_rntuple(
             objects.get(tree.rsplit(";", 1)[0], "")):
