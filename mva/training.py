@@ -44,6 +44,9 @@ class MethodResult:
     fit_seconds: float
     #: ``metrics.json``'s ``tuning`` of a tuned method (a list, one per fold, for k-fold)
     tuning: Any = None
+    #: curves the task computed while evaluating the method (on the sorts made for its
+    #: figures) for the plots that compare the methods
+    curves: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

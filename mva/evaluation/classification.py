@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -42,14 +43,16 @@ ArrayLike = np.ndarray | Sequence[float]
 
 
 _SORTED = threading.local()
+_T = TypeVar("_T")
 
 
 @contextlib.contextmanager
 def sorted_once() -> Iterator[None]:
     """Within the block, the sorted cumulative sums of the same ``(scores, labels, weights)``
-    array objects are computed once: the evaluation of one method asks for its ROC curve,
-    cuts and scans many times, each a sort of a million events. The arrays must not change
-    inside the block (the results are read-only)."""
+    array objects are computed once (and whatever else is asked for through :func:`once`,
+    such as the ranking behind the uncertainties): the evaluation of one method asks for its
+    ROC curve, cuts and scans many times, each a sort of a million events. The arrays must
+    not change inside the block (the results are read-only)."""
     outer = getattr(_SORTED, "cache", None)
     if outer is None:
         _SORTED.cache = {}
@@ -60,22 +63,36 @@ def sorted_once() -> Iterator[None]:
             _SORTED.cache = None
 
 
-def _cumulative(
-    scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def once(kind: str, scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None,
+         compute: Callable[[ArrayLike, ArrayLike, ArrayLike | None], _T]) -> _T:
+    """``compute(scores, labels, weights)``, computed once per ``kind`` for the same array
+    objects inside a :func:`sorted_once` block (outside one: every time)."""
     cache = getattr(_SORTED, "cache", None)
     if cache is None:
-        return _sorted_sums(scores, labels, weights)
-    key = (id(scores), id(labels), id(weights))
+        return compute(scores, labels, weights)
+    key = (kind, id(scores), id(labels), id(weights))
     hit = cache.get(key)
     # the entry holds the inputs themselves: their ids cannot be reused while it exists
     if hit is None or any(a is not b for a, b in zip(hit[0], (scores, labels, weights),
                                                      strict=True)):
-        out = _sorted_sums(scores, labels, weights)
-        for a in out:
-            a.setflags(write=False)
-        hit = cache[key] = ((scores, labels, weights), out)
+        hit = cache[key] = ((scores, labels, weights), compute(scores, labels, weights))
     return hit[1]
+
+
+def _read_only_sums(scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    out = _sorted_sums(scores, labels, weights)
+    for a in out:
+        a.setflags(write=False)
+    return out
+
+
+def _cumulative(
+    scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if getattr(_SORTED, "cache", None) is None:
+        return _sorted_sums(scores, labels, weights)
+    return once("sums", scores, labels, weights, _read_only_sums)
 
 
 def _sorted_sums(

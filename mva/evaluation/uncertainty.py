@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from mva.evaluation._arrays import as_1d, check_inputs, positive_total, weights_or_ones
+from mva.evaluation.classification import once
 
 __all__ = [
     "SIGNIFICANT",
@@ -251,6 +252,11 @@ class _Ranked:
         return value, np.sqrt(var)
 
 
+def _ranked(scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None) -> _Ranked:
+    """The events ranked once per :func:`mva.evaluation.classification.sorted_once` block."""
+    return once("ranked", scores, labels, weights, _Ranked)
+
+
 def auc(scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None = None,
         strata: ArrayLike | None = None) -> Linearised:
     """Weighted ROC AUC with DeLong's influence per event (``O(n log n)``).
@@ -263,7 +269,7 @@ def auc(scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None = None,
         Independently sampled class of every event (default: the labels). A multiclass
         one-vs-rest AUC passes the true classes, so that the "rest" is stratified too.
     """
-    r = _Ranked(scores, labels, weights)
+    r = _ranked(scores, labels, weights)
     return r.auc(_strata(labels if strata is None else strata, r.s.size))
 
 
@@ -278,7 +284,7 @@ def eff_sig_at_bkg(scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | No
         Arrays shaped like ``eff_bkg``; ``eff_sig`` equals
         :func:`mva.evaluation.classification.eff_sig_at_bkg`.
     """
-    r = _Ranked(scores, labels, weights)
+    r = _ranked(scores, labels, weights)
     targets = np.atleast_1d(np.asarray(eff_bkg, dtype=float))
     return r.eff_sig_err(targets, _strata(labels if strata is None else strata, r.s.size))
 
@@ -560,7 +566,7 @@ def binary_errors(scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | Non
                   eff_bkg: Sequence[float] = (0.01, 0.1, 0.3)) -> dict[str, Any]:
     """``roc_auc_err``, ``eff_sig_at_bkg_err`` (``{"0.01": .., ...}``) and
     ``separation_err`` of binary classification scores (one sort for all)."""
-    r = _Ranked(scores, labels, weights)
+    r = _ranked(scores, labels, weights)
     st = _strata(labels, r.s.size)
     _, eff_err = r.eff_sig_err(np.asarray(eff_bkg, dtype=float), st)
     return {

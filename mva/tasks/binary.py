@@ -186,6 +186,10 @@ class Binary(ClassificationTask):
             extras = signal_probability_extras(res, te, cfg)
             train, ks = background.result()
             metrics = {"test": test, "train": train, "overtraining": ks, **extras}
+        # the ROC curve and its band for the comparison plots, and the AUC with its
+        # influences for the paired comparison, on this evaluation's sorts
+        res.curves["roc"] = self._roc_curve(res, te)
+        res.curves["auc"] = unc.auc(res.pred_test, te.labels, te.weights)
         from mva.evaluation.overtraining import binary_warning
 
         warning = binary_warning(res.trained.type, metrics)
@@ -202,8 +206,8 @@ class Binary(ClassificationTask):
         tail: dict[str, Any] = {"variables": {"separation": variable_separation(
             te.features[sub], te.labels[sub], te.weights[sub], run.config.data.features)}}
         # the AUC of every two methods on the same test events: a paired difference
-        comparison = unc.compare({name: unc.auc(res.pred_test, te.labels, te.weights)
-                                  for name, res in run.methods.items()}
+        comparison = unc.compare({name: res.curves.get("auc") or unc.auc(
+            res.pred_test, te.labels, te.weights) for name, res in run.methods.items()}
                                  if len(run.methods) > 1 else {})
         if comparison is not None:
             tail["comparison"] = {"roc_auc": comparison}
@@ -273,16 +277,21 @@ class Binary(ClassificationTask):
              plot_record(stems["reliability"], "reliability", name)),
         ]
 
+    @staticmethod
+    def _roc_curve(res: Any, te: Any) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """The test ROC curve and its band: effS at fixed effB +- its uncertainty."""
+        eb, es, _ = cm.roc_curve(res.pred_test, te.labels, te.weights)
+        band = (BAND_EFF_BKG, *unc.eff_sig_at_bkg(res.pred_test, te.labels, te.weights,
+                                                  BAND_EFF_BKG))
+        return eb, es, band
+
     def summary_plots(self, run: Any, outdir: Path, kw: dict) -> list[Job]:
         from mva.naming import plot_record, plot_stem
 
         te = run.test
         curves = {}
         for name, res in run.methods.items():
-            eb, es, _ = cm.roc_curve(res.pred_test, te.labels, te.weights)
-            # the band: effS at fixed effB +- its uncertainty from the test sample
-            band = (BAND_EFF_BKG, *unc.eff_sig_at_bkg(res.pred_test, te.labels, te.weights,
-                                                      BAND_EFF_BKG))
+            eb, es, band = res.curves.get("roc") or self._roc_curve(res, te)
             test = res.metrics["test"]
             curves[name] = (eb, es, test["roc_auc"], test.get("roc_auc_err"), band)
         roc, rej = plot_stem(outdir, "roc"), plot_stem(outdir, "rejection")

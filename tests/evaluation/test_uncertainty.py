@@ -353,3 +353,24 @@ def test_compare_ranks_methods_and_applies_the_threshold() -> None:
                      "b": unc.std(rng.normal(0, 2.0, 500))}, larger_is_better=False)
     assert c["best"] == "a" and c["diff"] < 0 and c["z"] > 5 and c["significant"]
     assert unc.compare({"only": figures["good"]}) is None
+
+
+def test_the_ranking_is_made_once_per_sorted_once_block(monkeypatch) -> None:
+    """The uncertainties of one method's figures (AUC, effS at effB, the ROC band) rank its
+    events once inside a ``sorted_once`` block, with the same values as without one."""
+    rng = np.random.default_rng(8)
+    s, y, w = rng.normal(size=4000), rng.integers(0, 2, 4000), rng.uniform(0.5, 1.5, 4000)
+    plain = (unc.binary_errors(s, y, w), unc.auc(s, y, w).err,
+             unc.eff_sig_at_bkg(s, y, w, [0.05, 0.2])[1].tolist())
+    made = []
+    real = unc._Ranked
+    monkeypatch.setattr(unc, "_Ranked", lambda *a: made.append(a) or real(*a))
+    with cm.sorted_once():
+        cached = (unc.binary_errors(s, y, w), unc.auc(s, y, w).err,
+                  unc.eff_sig_at_bkg(s, y, w, [0.05, 0.2])[1].tolist())
+        assert len(made) == 1
+        unc.auc(s[::-1].copy(), y[::-1].copy(), w)  # other arrays: ranked on their own
+        assert len(made) == 2
+    assert cached == plain
+    unc.auc(s, y, w)  # outside the block: every call ranks
+    assert len(made) == 3
