@@ -55,6 +55,11 @@ class MLPParams(Params):
     lr_decay: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
     momentum: float = Field(0.9, ge=0, lt=1, allow_inf_nan=False)
     l2: float = Field(0.0, ge=0, allow_inf_nan=False)
+    #: group-lasso penalty ``input_lasso * sum_j ||W_j||`` on the first layer, W_j the weights
+    #: leaving input j, added to the loss of every batch: an input that does not help the fit
+    #: is driven to zero as a whole instead of adding noise to every hidden node. None: 3e-3
+    #: for classification and multiclass, 0 for regression (see ``MLP.input_lasso``)
+    input_lasso: float | None = Field(None, ge=0, allow_inf_nan=False)
     dropout: float = Field(0.0, ge=0, lt=1, allow_inf_nan=False)
     batch_size: int = Field(256, ge=1, le=10_000_000)
     #: the most epochs: with early stopping (the default) training ends when the validation
@@ -142,6 +147,28 @@ class MLP(Method):
             return "categorical_crossentropy"
         name = self.params.loss or "squared_error"
         return _LOSS_ALIASES.get(name, name)
+
+    #: the default ``input_lasso`` of classification and multiclass
+    CLASSIFICATION_LASSO = 3e-3
+
+    @property
+    def input_lasso(self) -> float:
+        """The group-lasso strength: as given, else ``CLASSIFICATION_LASSO`` for
+        classification and multiclass and 0 for regression.
+
+        Physics inputs often include variables that carry little or nothing; without the
+        penalty every such input feeds noise into every hidden node, which a few thousand
+        events cannot average away. On the toys of ``benchmarks/bench_defaults.py`` it brings
+        the eight Gaussian variables (three of them noise) from 0.9931 to 0.9963 of the
+        Bayes-limit AUC (mean of seeds 1-3), the ring beside two noise variables from 0.9945
+        to 0.9948 (seeds 1-2), scikit-learn's digits (many empty pixels) from 0.957 to 0.963
+        accuracy; the TMVA toy, whose four inputs all count, moves by less than 0.001. Regression is left without:
+        on the squared error of a standardised target the same strength biases a precise
+        fit (the low-noise parabola goes from 1.03 to 1.08 of its noise floor at 1e-3).
+        """
+        if self.params.input_lasso is not None:
+            return self.params.input_lasso
+        return self.CLASSIFICATION_LASSO if self.is_classification or self.is_multiclass else 0.0
 
     def _device(self) -> str:
         import torch
@@ -241,6 +268,9 @@ class MLP(Method):
             opt = torch.optim.SGD(net.parameters(), lr=p.learning_rate, weight_decay=p.l2,
                                   momentum=p.momentum if p.optimizer == "momentum" else 0.0)
         sched = self._scheduler(opt)
+        lasso, first = self.input_lasso, net[0]
+        if lasso and self.params.input_lasso is None:
+            self.notes_.append(f"default input_lasso = {lasso:g}")
         history: dict[str, list[float]] = {"train": []}
         if ev is not None:
             history[extra_name] = []
@@ -261,7 +291,8 @@ class MLP(Method):
                 s = b * bs
                 opt.zero_grad()
                 loss = loss_fn(net(Xp[s:s + bs]), yp[s:s + bs], wp[s:s + bs])
-                loss.backward()
+                # the penalty steers the fit; the recorded loss is the data's alone
+                (loss + lasso * first.weight.norm(dim=0).sum() if lasso else loss).backward()
                 opt.step()
                 losses.append(loss.detach())
             batch_losses = (torch.stack(losses).double().cpu().numpy() if losses

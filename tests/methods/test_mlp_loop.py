@@ -11,9 +11,12 @@ from helpers import two_gaussians
 from mva.methods.mlp import MLP, build_network
 
 
-def plain_loop(X, y, w, seed: int, hidden: list[int], lr: float, batch: int, epochs: int):
+def plain_loop(X, y, w, seed: int, hidden: list[int], lr: float, batch: int, epochs: int,
+               lasso: float = 0.0):
     """What a torch user writes: per batch a gather of the shuffled indices, Adam, the weighted
-    logistic loss. Returns the network and the weighted mean training loss of every epoch."""
+    logistic loss (plus ``lasso`` times the sum over inputs of the norm of the first layer's
+    weights from each input). Returns the network and the weighted mean training loss (without
+    the penalty) of every epoch."""
     import torch
     import torch.nn.functional as F
 
@@ -37,7 +40,7 @@ def plain_loop(X, y, w, seed: int, hidden: list[int], lr: float, batch: int, epo
             losses = F.binary_cross_entropy_with_logits(net(Xt[idx])[:, 0], yt[idx],
                                                         reduction="none")
             loss = (wb * losses).sum() / wb.sum()
-            loss.backward()
+            (loss + lasso * net[0].weight.norm(dim=0).sum() if lasso else loss).backward()
             opt.step()
             total += float(loss.detach()) * float(wb.sum())
             wsum += float(wb.sum())
@@ -45,7 +48,8 @@ def plain_loop(X, y, w, seed: int, hidden: list[int], lr: float, batch: int, epo
     return net, history
 
 
-def test_training_equals_a_plain_torch_loop() -> None:
+@pytest.mark.parametrize("lasso", [0.0, 0.02])
+def test_training_equals_a_plain_torch_loop(lasso: float) -> None:
     import torch
 
     X, y = two_gaussians(300, seed=1, d=3)
@@ -54,17 +58,42 @@ def test_training_equals_a_plain_torch_loop() -> None:
     w[np.random.default_rng(3).permutation(len(X))[:400]] = 0.0
     params = {"hidden_layers": [8, 8], "epochs": 4, "batch_size": 5, "learning_rate": 0.01,
               "early_stopping": False, "device": "cpu", "n_jobs": 1, "activation": "relu",
-              "lr_schedule": "constant"}
+              "lr_schedule": "constant", "input_lasso": lasso}
     m = MLP(params, "classification", seed=4).fit(X, y, w)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        net, history = plain_loop(X, y, w, 4, [8, 8], 0.01, 5, 4)
+        net, history = plain_loop(X, y, w, 4, [8, 8], 0.01, 5, 4, lasso)
     finally:
         torch.set_num_threads(threads)
     for (name, a), b in zip(m.net_.state_dict().items(), net.state_dict().values()):
         assert torch.equal(a, b), name
     np.testing.assert_allclose(m.history_["train"], history, rtol=1e-6)
+
+
+def test_input_lasso_switches_off_the_inputs_without_information() -> None:
+    """Two informative inputs and four of pure noise: the group lasso (the classification
+    default) leaves the noise inputs' first-layer weights a small fraction of what they are
+    without it and of the informative inputs' weights; regression has no default lasso."""
+    rng = np.random.default_rng(6)
+    n = 3000
+    y = (rng.random(n) < 0.5).astype(np.int8)
+    X = np.column_stack([rng.normal(y * 1.0, 1.0), rng.normal(-y * 0.8, 1.0),
+                         rng.normal(size=(n, 4))])
+    w = np.ones(n)
+
+    def column_norms(params: dict) -> np.ndarray:
+        m = MLP({"hidden_layers": [16], "epochs": 60, "early_stopping": False, "n_jobs": 1,
+                 "device": "cpu", **params}, "classification", seed=1).fit(X, y, w)
+        return m.net_[0].weight.detach().norm(dim=0).numpy()
+
+    with_lasso, without = column_norms({}), column_norms({"input_lasso": 0.0})
+    assert with_lasso[2:].sum() < 0.15 * without[2:].sum()
+    assert with_lasso[2:].max() < 0.3 * with_lasso[:2].min()
+    assert MLP({}, "classification").input_lasso == MLP.CLASSIFICATION_LASSO > 0
+    assert MLP({}, "multiclass", n_classes=3).input_lasso == MLP.CLASSIFICATION_LASSO
+    assert MLP({}, "regression").input_lasso == 0.0
+    assert MLP({"input_lasso": 0.1}, "regression").input_lasso == 0.1
 
 
 @pytest.mark.gpu
