@@ -72,6 +72,7 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
         "learning_rate": [3e-4, 1e-2, "log"],
         "batch_size": {"choices": [64, 128, 256, 512]},
         "l2": [1e-7, 1e-2, "log"],
+        "input_lasso": [1e-4, 3e-2, "log"],
         "dropout": [0.0, 0.3],
     },
     "knn": {"k": [1, 500, "log"]},
@@ -83,6 +84,7 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
 #: parameters of a default space that only some tasks use (left out for the others)
 _TASK_ONLY: dict[tuple[str, str], tuple[str, ...]] = {
     ("svm", "epsilon"): ("regression",),
+    ("mlp", "input_lasso"): ("classification", "multiclass"),
     ("linear", "method"): ("classification", "multiclass"),
     ("linear", "C"): ("classification", "multiclass"),
 }

@@ -216,3 +216,13 @@ def test_tuned_kfold_models_keep_their_own_parameters(toy_example: Path, tmp_pat
         t = f["TestTree"].arrays(["var1", "var2", "var3", "var4", "fold", "mlp"], library="np")
     X = np.column_stack([t[f"var{i}"] for i in range(1, 5)])
     np.testing.assert_allclose(models["mlp"].predict(X, t["fold"])[0], t["mlp"], rtol=1e-6)
+
+
+def test_task_only_parameters_are_left_out_of_the_other_tasks_spaces() -> None:
+    """The MLP's input_lasso (no default penalty in regression) is tuned for classification
+    and multiclass only; the SVM's epsilon for regression only."""
+    for task in ("classification", "multiclass"):
+        assert "input_lasso" in default_space("mlp", task)
+        assert "epsilon" not in default_space("svm", task)
+    assert "input_lasso" not in default_space("mlp", "regression")
+    assert "epsilon" in default_space("svm", "regression")

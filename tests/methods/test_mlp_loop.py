@@ -40,6 +40,7 @@ def plain_loop(X, y, w, seed: int, hidden: list[int], lr: float, batch: int, epo
             losses = F.binary_cross_entropy_with_logits(net(Xt[idx])[:, 0], yt[idx],
                                                         reduction="none")
             loss = (wb * losses).sum() / wb.sum()
+            # the penalty through autograd (mva adds its gradient by hand)
             (loss + lasso * net[0].weight.norm(dim=0).sum() if lasso else loss).backward()
             opt.step()
             total += float(loss.detach()) * float(wb.sum())
@@ -67,8 +68,11 @@ def test_training_equals_a_plain_torch_loop(lasso: float) -> None:
     finally:
         torch.set_num_threads(threads)
     for (name, a), b in zip(m.net_.state_dict().items(), net.state_dict().values()):
-        assert torch.equal(a, b), name
-    np.testing.assert_allclose(m.history_["train"], history, rtol=1e-6)
+        if lasso:  # the same gradient, summed in another order: equal to rounding
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        else:
+            assert torch.equal(a, b), name
+    np.testing.assert_allclose(m.history_["train"], history, rtol=1e-5 if lasso else 1e-6)
 
 
 def test_input_lasso_switches_off_the_inputs_without_information() -> None:
