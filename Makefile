@@ -20,10 +20,10 @@ $(BIN)/mva: pyproject.toml
 
 demo: install
 	$(BIN)/mva example classification --output $(DEMO)/classification --force
-	$(BIN)/mva train $(DEMO)/classification/config.yaml --output $(DEMO)/classification/run --force
+	$(BIN)/mva train $(DEMO)/classification/config.yaml --output $(DEMO)/classification-run --force
 	$(BIN)/mva example calorimeter --output $(DEMO)/calorimeter --events 20000 --force
-	$(BIN)/mva train $(DEMO)/calorimeter/config.yaml --output $(DEMO)/calorimeter/run --force
-	@echo "reports: $(DEMO)/classification/run/report.html $(DEMO)/calorimeter/run/report.html"
+	$(BIN)/mva train $(DEMO)/calorimeter/config.yaml --output $(DEMO)/calorimeter-run --force
+	@echo "reports: $(DEMO)/classification-run/report.html $(DEMO)/calorimeter-run/report.html"
 
 test: install
 	$(BIN)/ruff check mva tests benchmarks examples

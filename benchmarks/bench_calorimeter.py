@@ -43,9 +43,13 @@ def calorimeter(mva: str, out: Path, events: int) -> dict:
     run([mva, "-q", "example", "calorimeter", "--output", str(ex), "-n", str(events), "--force"])
     cfg = yaml.safe_load((ex / "config.yaml").read_text())
     cfg["data"]["spectators"] = ["E_true", "true_response_mean", "true_resolution"]
-    (ex / "bench.yaml").write_text(yaml.safe_dump(cfg))
-    run([mva, "-q", "train", str(ex / "bench.yaml"), "--output", str(ex / "run"), "--force"])
-    t = uproot.open(ex / "run" / "output.root")["TestTree"].arrays(library="np")
+    # beside the example, not in it (mva example --force replaces only an example): the data
+    # paths relative to the example's folder
+    cfg["data"]["files"] = [str((ex / f).resolve()) for f in cfg["data"]["files"]]
+    (out / "calorimeter-bench.yaml").write_text(yaml.safe_dump(cfg))
+    run([mva, "-q", "train", str(out / "calorimeter-bench.yaml"), "--output",
+         str(out / "calorimeter-run"), "--force"])
+    t = uproot.open(out / "calorimeter-run" / "output.root")["TestTree"].arrays(library="np")
     e_raw, e_true = t["E_raw"], t["E_true"]
     oracle = e_raw / t["true_response_mean"] / e_true
     res = {"oracle": {"sigma_eff": sigma_eff(oracle), "median": weighted_median(oracle)}}
@@ -66,8 +70,9 @@ def calorimeter(mva: str, out: Path, events: int) -> dict:
 def parabola(mva: str, out: Path) -> dict:
     ex = out / "regression"
     run([mva, "-q", "example", "regression", "--output", str(ex), "--force"])
-    run([mva, "-q", "train", str(ex / "config.yaml"), "--output", str(ex / "run"), "--force"])
-    metrics = json.loads((ex / "run" / "metrics.json").read_text())["methods"]
+    run([mva, "-q", "train", str(ex / "config.yaml"), "--output", str(out / "regression-run"),
+         "--force"])
+    metrics = json.loads((out / "regression-run" / "metrics.json").read_text())["methods"]
     return {name: m["test"]["rms"] / REGRESSION_NOISE for name, m in metrics.items()}
 
 

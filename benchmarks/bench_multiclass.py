@@ -44,15 +44,17 @@ def read_test_accuracies(run_dir: Path) -> dict[str, float]:
 def toy(mva: str, out: Path, events: int) -> dict[str, float]:
     ex = out / "multiclass"
     run([mva, "-q", "example", "multiclass", "--output", str(ex), "-n", str(events), "--force"])
-    run([mva, "-q", "train", str(ex / "config.yaml"), "--output", str(ex / "run"), "--force"])
-    return read_test_accuracies(ex / "run")
+    run([mva, "-q", "train", str(ex / "config.yaml"), "--output", str(out / "multiclass-run"),
+         "--force"])
+    return read_test_accuracies(out / "multiclass-run")
 
 
 def digits(mva: str, out: Path) -> dict[str, float]:
     ex = out / "digits"
     run([mva, "-q", "example", "digits", "--output", str(ex), "--force"])
-    run([mva, "-q", "train", str(ex / "config.yaml"), "--output", str(ex / "run"), "--force"])
-    return read_test_accuracies(ex / "run")
+    run([mva, "-q", "train", str(ex / "config.yaml"), "--output", str(out / "digits-run"),
+         "--force"])
+    return read_test_accuracies(out / "digits-run")
 
 
 def _ok(flag: bool) -> str:

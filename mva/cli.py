@@ -115,9 +115,9 @@ def main(quiet: bool, debug: bool) -> None:
     \b
     Start with a toy:
       mva example classification --output toy
-      mva train toy/config.yaml --output toy/run
-      mva apply toy/run toy/data/toy.root --tree TreeB --output scored.root
-      mva report toy/run
+      mva train toy/config.yaml --output toy-run
+      mva apply toy-run toy/data/toy.root --tree TreeB --output scored.root
+      mva report toy-run
     """
     _setup_logging(quiet, debug, new_command=True)
 
@@ -271,8 +271,9 @@ def example(kind: str, output: Path, events: int | None, seed: int, force: bool,
     from mva.examples import write_example
 
     path = write_example(kind, output, n=events, seed=seed, force=force)
+    # the run beside the example, not in it: --force can then replace the example
     click.echo(f"wrote {path.parent}/data and {path}; train with: mva train {path} --output "
-               f"{path.parent}/run")
+               f"{path.parent}-run")
 
 
 @main.command()

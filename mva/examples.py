@@ -168,13 +168,32 @@ EXAMPLES = {"classification": _classification, "regression": _regression, "digit
             "calorimeter": _calorimeter, "multiclass": _multiclass}
 
 
+#: what marks a directory that ``mva example`` wrote (and ``--force`` may replace)
+EXAMPLE_MARKER = "mva-example.json"
+_EXAMPLE_ENTRIES = frozenset({"data", "config.yaml", EXAMPLE_MARKER})
+
+
 def write_example(kind: str, output: str | Path, *, n: int | None = None, seed: int = 0,
                   force: bool = False) -> Path:
-    """Write the toy data to ``output/data`` and the config to ``output/config.yaml``."""
+    """Write the toy data to ``output/data``, the config to ``output/config.yaml`` and what
+    was written (``mva-example.json``). With ``force`` an example directory is replaced, only
+    while it holds nothing but the example (a run trained inside it is never deleted)."""
+    import json
+
+    from mva import __version__
+
     if kind not in EXAMPLES:
         raise InputError(f"unknown example {kind!r} (known: {', '.join(EXAMPLES)})")
-    with atomic_directory(output, force) as tmp:
+    out = Path(output)
+    if force and out.is_dir() and (out / EXAMPLE_MARKER).is_file():
+        extra = sorted(p.name for p in out.iterdir() if p.name not in _EXAMPLE_ENTRIES)
+        if extra:
+            raise InputError(f"{out / extra[0]}: in the example directory {out}; move it or "
+                             "choose another --output (--force replaces only an example)")
+    with atomic_directory(output, force, markers=(EXAMPLE_MARKER,), kind="example") as tmp:
         (tmp / "data").mkdir()
         config = EXAMPLES[kind](tmp / "data", n, seed)
         (tmp / "config.yaml").write_text(config)
-    return Path(output) / "config.yaml"
+        (tmp / EXAMPLE_MARKER).write_text(json.dumps(
+            {"example": kind, "events": n, "seed": seed, "mva": __version__}, indent=1) + "\n")
+    return out / "config.yaml"

@@ -64,6 +64,33 @@ def test_example_refuses_existing_directory(toy_example: Path, mva) -> None:
     assert res.error_lines and str(toy_example) in res.error_lines[0]
 
 
+def test_example_force_replaces_an_example_and_nothing_else(tmp_path: Path, mva) -> None:
+    """``mva example --force`` rewrites an example it wrote (the hint trains beside it, so a
+    second call works), refuses an example with anything else in it (a run trained inside)
+    and any directory that is no example, with a one-line error and nothing changed."""
+    out = tmp_path / "ex"
+    first = mva("example", "classification", "--output", out, "-n", 20, "--force")
+    assert first.returncode == 0 and f"--output {out}-run" in first.stdout
+    marker = json.loads((out / "mva-example.json").read_text())
+    assert marker["example"] == "classification" and marker["events"] == 20
+    again = mva("example", "classification", "--output", out, "-n", 30, "--seed", 2, "--force")
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "mva-example.json").read_text())["events"] == 30
+    (out / "run").mkdir()
+    (out / "run" / "metrics.json").write_text("{}")
+    refused = mva("example", "classification", "--output", out, "--force")
+    assert refused.returncode != 0 and len(refused.error_lines) == 1
+    assert str(out / "run") in refused.error_lines[0]
+    assert (out / "run" / "metrics.json").exists()
+    assert json.loads((out / "mva-example.json").read_text())["events"] == 30
+    mine = tmp_path / "analysis"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("task: classification\n")
+    other = mva("example", "classification", "--output", mine, "--force")
+    assert other.returncode != 0 and "not an mva example directory" in other.error_lines[0]
+    assert (mine / "config.yaml").read_text() == "task: classification\n"
+
+
 def test_metrics_json_has_the_required_keys(toy_run) -> None:
     metrics = json.loads((toy_run.run_dir / "metrics.json").read_text())
     assert metrics["task"] == "classification"
