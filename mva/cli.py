@@ -252,7 +252,7 @@ def inspect(file: str, as_json: bool, quiet: bool, debug: bool) -> None:
 @click.option("-n", "--events", type=click.IntRange(min=10), default=None,
               help="Events to generate (per class for classification and multiclass).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--force", is_flag=True, help="Replace an existing directory.")
+@click.option("--force", is_flag=True, help="Replace an example directory (one that holds only what mva example wrote).")
 @common
 def example(kind: str, output: Path, events: int | None, seed: int, force: bool, quiet: bool,
             debug: bool) -> None:
