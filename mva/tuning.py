@@ -93,6 +93,10 @@ _TASK_ONLY: dict[tuple[str, str], tuple[str, ...]] = {
 NOT_TUNABLE = frozenset({"n_jobs", "device", "distributed", "block_size", "cache_size",
                          "max_train_events", "search"})
 
+#: what the trials use unless the config gives it: an MLP ensemble would cost every trial its
+#: networks' time over; the refit with the best parameters is the configured (default) one
+TRIAL_DEFAULTS: dict[str, dict[str, Any]] = {"mlp": {"ensemble": 1}}
+
 #: metric -> (direction, tasks)
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "roc_auc": ("maximize", ("classification", "multiclass")),
@@ -393,7 +397,8 @@ def tune_method(kind: str, task: str, params: dict[str, Any], tune: Mapping[str,
                                       "fold_scores": []}
             records[trial.number] = record
             try:
-                trial_params = params_cls(**{**params, **suggested}).model_dump()
+                trial_params = params_cls(**{**TRIAL_DEFAULTS.get(kind, {}), **params,
+                                             **suggested}).model_dump()
                 method_class(kind).check_task(task, params_cls(**trial_params))
             except (ValidationError, ValueError) as exc:
                 record.update(state="fail", error=str(exc).splitlines()[0])

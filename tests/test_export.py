@@ -42,7 +42,8 @@ METHOD_SETS: dict[str, dict[str, dict]] = {
         "bdt": BDT,
         "bdt_es": {**BDT, "n_estimators": 300, "early_stopping_rounds": 2},
         "bdt_std": {**BDT, "preprocess": ["standardize"]},
-        "mlp": FAST_MLP,
+        "mlp": FAST_MLP,          # below 20k events with early stopping: five networks
+        "mlp_single": {**FAST_MLP, "ensemble": 1},
         "mlp_tanh": {**FAST_MLP, "activation": "tanh", "hidden_layers": [8, 4],
                      "preprocess": ["minmax"]},
         "mlp_elu": {**FAST_MLP, "activation": "elu"},

@@ -41,25 +41,30 @@ class UnsupportedLoss(ValueError):
     """A regression loss whose prediction the exporter does not know."""
 
 
-def _layers(model: Any) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(weight, bias) of every ``nn.Linear`` of the network, in order (from ``state()``)."""
-    _, arrays, _ = model.state()
-    idx = sorted({int(k.split(".")[1]) for k in arrays if k.startswith("param.")})
-    return [(np.asarray(arrays[f"param.{i}.weight"], dtype=np.float32),
-             np.asarray(arrays[f"param.{i}.bias"], dtype=np.float32)) for i in idx]
+def _layers(arrays: dict[str, np.ndarray], prefix: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(weight, bias) of every ``nn.Linear`` of one network, in order (``state()``'s arrays
+    under ``prefix``)."""
+    idx = sorted({int(k[len(prefix):].split(".")[0]) for k in arrays if k.startswith(prefix)})
+    return [(np.asarray(arrays[f"{prefix}{i}.weight"], dtype=np.float32),
+             np.asarray(arrays[f"{prefix}{i}.bias"], dtype=np.float32)) for i in idx]
 
 
 def _network(g: Graph, x: str, model: Any) -> str:
-    """The raw network outputs, float32 ``(N, n_outputs)``; dropout is the identity at
-    inference."""
+    """The raw network outputs, float32 ``(N, n_outputs)`` (an ensemble's: the mean over its
+    networks, as torch sums and divides); dropout is the identity at inference."""
     act, attrs = _ACTIVATIONS[model.params.activation]
-    layers = _layers(model)
-    for i, (weight, bias) in enumerate(layers):
-        x = g.op("Gemm", x, g.const(weight, np.float32, "weight"), g.const(bias, np.float32, "bias"),
-                 transB=1)
-        if i < len(layers) - 1:
-            x = g.op(act, x, **attrs)
-    return x
+    meta, arrays, _ = model.state()
+    k = int(meta.get("ensemble", 1))
+    outs = []
+    for prefix in ["param."] if k == 1 else [f"param.members.{m}." for m in range(k)]:
+        layers, y = _layers(arrays, prefix), x
+        for i, (weight, bias) in enumerate(layers):
+            y = g.op("Gemm", y, g.const(weight, np.float32, "weight"),
+                     g.const(bias, np.float32, "bias"), transB=1)
+            if i < len(layers) - 1:
+                y = g.op(act, y, **attrs)
+        outs.append(y)
+    return outs[0] if k == 1 else g.div(g.op("Sum", *outs), g.const(float(k), np.float32))
 
 
 def _bounded(g: Graph, raw: str, low: float, high: float) -> str:

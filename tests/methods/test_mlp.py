@@ -58,7 +58,7 @@ def test_history_and_early_stopping_restore_the_best_epoch() -> None:
     X, y = two_gaussians(100, seed=2, shift=0.8)
     Xv, yv = two_gaussians(300, seed=3, shift=0.8)
     params = {**SMALL, "hidden_layers": [128, 128], "epochs": 300, "early_stopping": True,
-              "patience": 5, "learning_rate": 0.03, "batch_size": 32}
+              "patience": 5, "learning_rate": 0.03, "batch_size": 32, "ensemble": 1}
     m = MLP(params, "classification").fit(X, y, np.ones(len(X)),
                                           validation=(Xv, yv, np.ones(len(Xv))))
     assert m.wants_validation() == MLPParams().validation_fraction
@@ -221,7 +221,7 @@ def test_multiclass_early_stopping_restores_the_best_epoch() -> None:
     Xv, yv = three_gaussians(150, seed=24, radius=0.8)
     wv = np.random.default_rng(25).uniform(0.5, 1.5, len(Xv))
     params = {**SMALL, "hidden_layers": [128, 128], "epochs": 300, "early_stopping": True,
-              "patience": 5, "learning_rate": 0.03, "batch_size": 32}
+              "patience": 5, "learning_rate": 0.03, "batch_size": 32, "ensemble": 1}
     m = MLP(params, "multiclass", n_classes=3).fit(X, y, np.ones(len(X)),
                                                    validation=(Xv, yv, wv))
     h = m.history_
@@ -281,3 +281,47 @@ def test_multiclass_refuses_labels_out_of_range_and_predict_before_fit() -> None
         MLP(SMALL, "multiclass", n_classes=2).fit(X, y, np.ones(len(X)))
     with pytest.raises(NotFittedError):
         MLP({}, "multiclass", n_classes=3).predict(np.zeros((3, 2)))
+
+
+def test_default_ensemble_of_small_samples(tmp_path: Path) -> None:
+    """Below 20k events with early stopping a classifier is five networks, each trained on all
+    parts of the training and validation events but one and stopped on that one; its score is
+    the logistic function of the networks' mean logit, and it is stored and reloaded as such.
+    Regression stays one network and refuses an ensemble."""
+    import torch
+
+    from mva.methods.mlp import _ensemble_parts
+
+    X, y = two_gaussians(300, seed=4, shift=1.0)
+    Xv, yv = two_gaussians(75, seed=5, shift=1.0)
+    Xt, _ = two_gaussians(200, seed=6, shift=1.0)
+    params = {"hidden_layers": [8], "epochs": 40, "patience": 3, "device": "cpu", "n_jobs": 1}
+    m = MLP(params, "classification", seed=3).fit(X, y, np.ones(len(X)),
+                                                  validation=(Xv, yv, np.ones(len(Xv))))
+    assert m.n_networks == MLP.ENSEMBLE_MEMBERS == 5
+    assert m.training_events_ == len(X) + len(Xv)
+    assert any(n.startswith("default ensemble of 5 networks") for n in m.notes_)
+    with torch.no_grad():
+        logits = torch.stack([net(torch.as_tensor(Xt, dtype=torch.float32))[:, 0]
+                              for net in m.net_.members]).double()
+    np.testing.assert_allclose(m.predict(Xt), torch.sigmoid(logits.mean(0)).numpy(), rtol=1e-5)
+    # the networks differ (other events, other seeds)
+    assert np.abs(logits[0] - logits[1]).max() > 1e-3
+    again = roundtrip(m, params, "classification", tmp_path)
+    assert again.n_networks == 5
+    np.testing.assert_array_equal(again.predict(Xt), m.predict(Xt))
+    single = MLP({**params, "ensemble": 1}, "classification", seed=3).fit(
+        X, y, np.ones(len(X)), validation=(Xv, yv, np.ones(len(Xv))))
+    assert single.n_networks == 1 and single.training_events_ == len(X)
+    assert MLP(params, "classification").members(MLP.ENSEMBLE_EVENTS) == 1
+    assert MLP({**params, "early_stopping": False}, "classification").members(100) == 1
+    assert MLP(params, "multiclass", n_classes=3).members(100) == 5
+    assert MLP(params, "regression").members(100) == 1
+    with pytest.raises(ValueError, match="ensemble is for classification"):
+        MLP.check_task("regression", MLPParams(ensemble=3))
+    # each class spread evenly over the parts
+    labels = np.r_[np.zeros(103), np.ones(47)]
+    part = _ensemble_parts(labels, len(labels), 5, seed=1)
+    for c in (0, 1):
+        counts = np.bincount(part[labels == c], minlength=5)
+        assert counts.max() - counts.min() <= 1
