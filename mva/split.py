@@ -16,8 +16,8 @@ import numpy as np
 from mva.config import Split, TrainSize
 from mva.errors import ConfigError
 
-__all__ = ["split_indices", "training_weights", "validation_split", "BINARY_GROUPS", "Fold",
-           "HoldOut", "KFold", "make_splitter"]
+__all__ = ["split_indices", "training_weights", "validation_split", "random_parts",
+           "BINARY_GROUPS", "Fold", "HoldOut", "KFold", "make_splitter"]
 
 #: binary classification: signal is label 1, background label 0
 BINARY_GROUPS: list[tuple[str, int]] = [("signal", 1), ("background", 0)]
@@ -107,6 +107,21 @@ def validation_split(labels: np.ndarray | None, n: int, fraction: float, seed: i
     return np.sort(np.concatenate(fit)), np.sort(np.concatenate(val))
 
 
+def random_parts(labels: np.ndarray | None, n: int, k: int, seed: int, groups: Groups = None,
+                 rotate: bool = False) -> np.ndarray:
+    """The part (int64 in ``0 .. k-1``) of every event at random with the seed, each class
+    spread evenly over the parts: its events in a seeded order take the parts in turn, from
+    part 0 or, with ``rotate``, from a random part (so that the parts with one event more are
+    not always the first ones)."""
+    rng = np.random.default_rng(seed)
+    part = np.empty(n, dtype=np.int64)
+    for _, idx in _group_indices(labels, n, groups):
+        start = int(rng.integers(k)) if rotate else 0
+        perm = rng.permutation(idx)
+        part[perm] = (np.arange(len(perm)) + start) % k
+    return part
+
+
 @dataclass(frozen=True)
 class Fold:
     """One model's events (indices into the sample): it trains on ``train``, scores ``test``
@@ -150,12 +165,7 @@ class KFold:
             if fold_values is None or len(fold_values) != n:
                 raise ConfigError(f"{self.source}: split.fold_expression: no values were read")
             return np.mod(np.asarray(fold_values, dtype=np.int64), k)
-        rng = np.random.default_rng(self.split.seed)
-        fold = np.empty(n, dtype=np.int64)
-        for _, idx in _group_indices(labels, n, groups):
-            perm = rng.permutation(idx)
-            fold[perm] = np.arange(len(perm)) % k
-        return fold
+        return random_parts(labels, n, k, self.split.seed, groups)
 
     def folds(self, labels: np.ndarray | None, n: int, groups: Groups = None,
               fold_values: np.ndarray | None = None) -> list[Fold]:

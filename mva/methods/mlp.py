@@ -118,18 +118,6 @@ def build_network(n_in: int, hidden: list[int], n_out: int, activation: str, dro
     return nn.Sequential(*layers)
 
 
-def _ensemble_parts(labels: np.ndarray | None, n: int, k: int, seed: int) -> np.ndarray:
-    """The part (0 .. k-1) of each of ``n`` events: at random, each class (``labels``)
-    spread evenly over the parts."""
-    rng = np.random.default_rng(seed)
-    part = np.empty(n, dtype=np.int64)
-    groups = ([np.arange(n)] if labels is None
-              else [np.flatnonzero(labels == c) for c in np.unique(labels)])
-    for idx in groups:
-        part[rng.permutation(idx)] = (np.arange(len(idx)) + rng.integers(k)) % k
-    return part
-
-
 def _average(nets: list[Any]) -> Any:
     """One module whose output is the mean of the networks' outputs (their logits)."""
     return _average_class()(nets)
@@ -319,8 +307,11 @@ class MLP(Method):
             # every event trains all networks but one, and stops that one
             X, y, w = (np.concatenate([a, b]) for a, b in zip((X, y, w), validation,
                                                                strict=True))
-            part = _ensemble_parts(y if self.is_classification or self.is_multiclass else None,
-                                   len(X), n_members, self.seed)
+            from mva.split import random_parts
+
+            # each class spread evenly over the parts (classification and multiclass only)
+            groups = [(str(c), c) for c in np.unique(y)]
+            part = random_parts(y, len(X), n_members, self.seed, groups, rotate=True)
         self.training_events_ = len(X)
         nets, stops = [], []
         for m in range(n_members):

@@ -290,7 +290,7 @@ def test_default_ensemble_of_small_samples(tmp_path: Path) -> None:
     Regression stays one network and refuses an ensemble."""
     import torch
 
-    from mva.methods.mlp import _ensemble_parts
+    from mva.split import random_parts
 
     X, y = two_gaussians(300, seed=4, shift=1.0)
     Xv, yv = two_gaussians(75, seed=5, shift=1.0)
@@ -321,7 +321,7 @@ def test_default_ensemble_of_small_samples(tmp_path: Path) -> None:
         MLP.check_task("regression", MLPParams(ensemble=3))
     # each class spread evenly over the parts
     labels = np.r_[np.zeros(103), np.ones(47)]
-    part = _ensemble_parts(labels, len(labels), 5, seed=1)
+    part = random_parts(labels, len(labels), 5, 1, [("b", 0), ("s", 1)], rotate=True)
     for c in (0, 1):
         counts = np.bincount(part[labels == c], minlength=5)
         assert counts.max() - counts.min() <= 1
