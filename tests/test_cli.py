@@ -542,3 +542,43 @@ def test_help_imports_no_heavy_library() -> None:
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+class _Exited(Exception):
+    def __init__(self, code: int):
+        self.code = code
+
+
+def test_console_script_exits_at_once_with_the_commands_status(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    """``mva`` (``mva.cli.run``) ends with ``os._exit`` and the command's status once the
+    streams are flushed; with a non-daemon thread still running it exits as usual."""
+    import threading
+
+    from mva import cli
+
+    def fake_exit(code: int) -> None:
+        raise _Exited(code)
+
+    monkeypatch.setattr(cli.os, "_exit", fake_exit)
+    monkeypatch.setattr(sys, "argv", ["mva", "--version"])
+    with pytest.raises(_Exited) as done:
+        cli.run()
+    assert done.value.code == 0
+    assert "version" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["mva", "train", str(tmp_path / "missing.yaml"),
+                                      "--output", str(tmp_path / "run")])
+    with pytest.raises(_Exited) as done:
+        cli.run()
+    assert done.value.code == 2
+    assert "missing.yaml" in capsys.readouterr().err
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    try:
+        with pytest.raises(SystemExit) as normal:
+            cli.run()
+        assert normal.value.code == 2
+    finally:
+        stop.set()
+        worker.join()
