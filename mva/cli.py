@@ -29,7 +29,10 @@ def _setup_logging(quiet: bool, debug: bool, new_command: bool = False) -> None:
     _STATE["quiet"] = _STATE["quiet"] or quiet
     root = logging.getLogger("mva")
     # the current stderr, not the one at import (click's CliRunner and notebooks replace it)
-    _HANDLER.setStream(sys.stderr)
+    if getattr(_HANDLER.stream, "closed", False):
+        _HANDLER.stream = sys.stderr  # setStream would flush the closed one first
+    else:
+        _HANDLER.setStream(sys.stderr)
     if _HANDLER not in root.handlers:
         root.addHandler(_HANDLER)
     root.setLevel(logging.DEBUG if _STATE["debug"] else
@@ -356,27 +359,36 @@ def run() -> None:
         print(code, file=sys.stderr)  # what sys.exit does with a message
         code = 1
     code = code or 0
+    if _still_running():
+        sys.exit(code)
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> None:
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except OSError:  # the interpreter's own exit status when stdout cannot be flushed
             code = code or 120
-    if _still_running():
-        sys.exit(code)
     os._exit(code)
 
 
 def _still_running() -> bool:
-    """Whether a non-daemon thread or a child process of ``multiprocessing`` is still alive:
-    the interpreter's exit would wait for (or stop) them."""
+    """Whether the interpreter's exit has work to do: a non-daemon thread or a child process
+    of ``multiprocessing`` still alive (it would wait for or stop them), or multiprocessing's
+    resource tracker started (worker pools of k-fold training: the exit releases their
+    semaphores)."""
     import threading
 
     if any(t.is_alive() and not t.daemon and t is not threading.main_thread()
            for t in threading.enumerate()):
         return True
     mp = sys.modules.get("multiprocessing")
-    return bool(mp is not None and mp.active_children())
+    if mp is not None and mp.active_children():
+        return True
+    tracker = sys.modules.get("multiprocessing.resource_tracker")
+    return tracker is not None and getattr(tracker._resource_tracker, "_pid", 0) is not None
 
 
 if __name__ == "__main__":

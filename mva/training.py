@@ -651,6 +651,11 @@ def _evaluate_all(run: RunResult, fitted: dict[str, MethodResult], out: Path | N
     if plotter is not None:
         # they need the methods' figures only, not the run's
         plotter.submit(figures.summary_jobs(run, plot_dir))
+    # the slowest figure, and no plot needs it: computed while the plots are drawn
+    for res in fitted.values():
+        importance = run.task.importance(res, run)
+        if importance is not None:
+            res.metrics["importance"] = importance
     head, tail = run.task.run_metrics(run)
     if run.folds is not None:
         head = {**head, "split": _fold_info(cfg)}
@@ -682,10 +687,6 @@ def _evaluate_one(run: RunResult, name: str, res: MethodResult, plotter: Any,
         from mva.evaluation import figures
 
         plotter.submit(figures.method_jobs(run, name, plot_dir))
-    # the slowest figure, and no plot needs it: computed while the plots are drawn
-    importance = run.task.importance(res, run)
-    if importance is not None:
-        res.metrics["importance"] = importance
 
 
 def _fold_info(cfg: Config) -> dict[str, Any]:

@@ -552,7 +552,7 @@ class _Exited(Exception):
 def test_console_script_exits_at_once_with_the_commands_status(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     """``mva`` (``mva.cli.run``) ends with ``os._exit`` and the command's status once the
-    streams are flushed; with a non-daemon thread still running it exits as usual."""
+    streams are flushed; while a non-daemon thread runs it exits as usual."""
     import threading
 
     from mva import cli
@@ -560,7 +560,8 @@ def test_console_script_exits_at_once_with_the_commands_status(
     def fake_exit(code: int) -> None:
         raise _Exited(code)
 
-    monkeypatch.setattr(cli.os, "_exit", fake_exit)
+    monkeypatch.setattr(cli, "_exit_now", fake_exit)
+    monkeypatch.setattr(cli, "_still_running", lambda: False)
     monkeypatch.setattr(sys, "argv", ["mva", "--version"])
     with pytest.raises(_Exited) as done:
         cli.run()
@@ -572,10 +573,15 @@ def test_console_script_exits_at_once_with_the_commands_status(
         cli.run()
     assert done.value.code == 2
     assert "missing.yaml" in capsys.readouterr().err
+    monkeypatch.undo()
+    monkeypatch.setattr(cli, "_exit_now", fake_exit)
+    monkeypatch.setattr(sys, "argv", ["mva", "train", str(tmp_path / "missing.yaml"),
+                                      "--output", str(tmp_path / "run")])
     stop = threading.Event()
     worker = threading.Thread(target=stop.wait)
     worker.start()
     try:
+        assert cli._still_running()
         with pytest.raises(SystemExit) as normal:
             cli.run()
         assert normal.value.code == 2

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from mva.evaluation._arrays import as_1d, check_inputs, positive_total, weights_or_ones
-from mva.evaluation.classification import once
+from mva.evaluation.classification import descending, once
 
 __all__ = [
     "SIGNIFICANT",
@@ -155,7 +155,7 @@ class _Ranked:
         s, is_sig, w = check_inputs(scores, labels, weights)
         if not is_sig.any() or is_sig.all():
             raise ValueError("need both signal (label 1) and background (label 0) events")
-        order = np.argsort(-s)  # the order within ties does not matter: they are grouped
+        order = descending(s)  # the order within ties does not matter: they are grouped
         ss = s[order]
         first = np.r_[True, ss[1:] != ss[:-1]]
         group = np.empty(s.size, dtype=np.intp)

@@ -374,3 +374,31 @@ def test_the_ranking_is_made_once_per_sorted_once_block(monkeypatch) -> None:
     assert cached == plain
     unc.auc(s, y, w)  # outside the block: every call ranks
     assert len(made) == 3
+
+
+def test_roc_sums_and_ranking_share_one_sort_per_block(monkeypatch) -> None:
+    """Inside a ``sorted_once`` block the ROC sums (AUC, effS at effB, cuts) and the ranked
+    events of the uncertainties sort a score array once, with the values of two sorts."""
+    rng = np.random.default_rng(9)
+    s, y, w = rng.normal(size=5000), rng.integers(0, 2, 5000), rng.uniform(0.5, 1.5, 5000)
+
+    def figures() -> tuple:
+        return (cm.roc_auc(s, y, w), cm.eff_sig_at_bkg(s, y, w, [0.1]),
+                unc.binary_errors(s, y, w), unc.auc(s, y, w).err)
+
+    plain = figures()
+    sorts = []
+    real = np.argsort
+
+    def counting(a, *args, **kwargs):
+        if np.size(a) == s.size:
+            sorts.append(1)
+        return real(a, *args, **kwargs)
+
+    monkeypatch.setattr(np, "argsort", counting)
+    figures()
+    assert len(sorts) >= 2  # without the block: the sums and the ranking sort on their own
+    sorts.clear()
+    with cm.sorted_once():
+        assert figures() == plain
+    assert len(sorts) == 1

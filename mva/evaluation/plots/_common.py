@@ -304,7 +304,11 @@ _signal_mask = signal_mask
 
 
 def _matrix(X: Any, names: Sequence[str] | None) -> tuple[np.ndarray, list[str]]:
-    arr = np.asarray(X, dtype=float)
+    """``X`` as a 2-d floating array (float32 features stay float32: a float64 copy of a
+    million events costs more than their histograms) and the variables' names."""
+    arr = np.asarray(X)
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
