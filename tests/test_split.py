@@ -76,3 +76,22 @@ def test_validation_split_holds_out_a_fraction_per_class(labels: np.ndarray) -> 
     fit, val = validation_split(labels, len(labels), 0.2, seed=5)
     assert (labels[val] == 1).sum() == 60 and (labels[val] == 0).sum() == 100
     assert np.intersect1d(fit, val).size == 0 and len(fit) + len(val) == len(labels)
+
+
+def test_split_is_the_seeded_permutation_of_each_class() -> None:
+    """The events of a seed stay the same from version to version: per class (signal first),
+    the first ``k`` of numpy's seeded permutation of the class's indices train, sorted."""
+    rng = np.random.default_rng(5)
+    labels = (rng.random(10_001) < 0.3).astype(np.int8)
+    split = Split(test_fraction=0.4, seed=11)
+    train, test = split_indices(labels, len(labels), split)
+    draw = np.random.default_rng(11)
+    want_train, want_test = [], []
+    for label in (1, 0):
+        idx = np.flatnonzero(labels == label)
+        perm = draw.permutation(idx)
+        k = len(idx) - int(round(0.4 * len(idx)))
+        want_train += list(perm[:k])
+        want_test += list(perm[k:])
+    np.testing.assert_array_equal(train, sorted(want_train))
+    np.testing.assert_array_equal(test, sorted(want_test))
