@@ -32,6 +32,8 @@ __all__ = [
     "cut_efficiency_curves",
     "cut_for_efficiency",
     "sorted_once",
+    "score_bins",
+    "class_histograms",
 ]
 
 logger = logging.getLogger(__name__)
@@ -225,6 +227,41 @@ def eff_sig_at_bkg(
 # --------------------------------------------------------------------------- separation
 
 
+def score_bins(s: np.ndarray, bins: int) -> np.ndarray | None:
+    """The bin of every score on ``bins`` equal bins spanning ``[min, max]`` (the last bin
+    closed), exactly as :func:`numpy.histogram` with ``bins=bins, range=(min, max)`` assigns
+    them; ``None`` when all scores are equal. Inside a :func:`sorted_once` block once per
+    score array: the separation and its uncertainty share it.
+
+    :func:`numpy.histogram` finds the bins of a second class histogram given its edges by
+    sorting the values; this is its equal-bin arithmetic for both classes at once.
+    """
+    return once(f"bins{int(bins)}", s, None, None, lambda a, _l, _w: _equal_bins(a, int(bins)))
+
+
+def _equal_bins(s: np.ndarray, bins: int) -> np.ndarray | None:
+    lo, hi = float(s.min()), float(s.max())
+    if lo == hi:
+        return None
+    edges = np.linspace(lo, hi, bins + 1)
+    # numpy.histogram's uniform-bin path: the index from the value, then corrected where
+    # round-off put a value on the wrong side of an edge
+    idx = ((s - lo) * (bins / (hi - lo))).astype(np.intp)
+    idx[idx == bins] = bins - 1
+    idx[s < edges[idx]] -= 1
+    idx[(s >= edges[idx + 1]) & (idx != bins - 1)] += 1
+    idx.setflags(write=False)
+    return idx
+
+
+def class_histograms(idx: np.ndarray, is_sig: np.ndarray, w: np.ndarray, bins: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted signal and background histograms of binned scores (:func:`score_bins`)."""
+    w_sig = np.where(is_sig, w, 0.0)
+    return (np.bincount(idx, weights=w_sig, minlength=bins),
+            np.bincount(idx, weights=w - w_sig, minlength=bins))
+
+
 def separation(
     scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None = None, bins: int = 100
 ) -> float:
@@ -240,12 +277,11 @@ def separation(
         raise ValueError("need both signal (label 1) and background (label 0) events")
     if int(bins) < 1:
         raise ValueError(f"bins must be positive, got {bins}")
-    lo, hi = float(s.min()), float(s.max())
-    if lo == hi:
+    idx = score_bins(s, int(bins))
+    if idx is None:
         # every event has the same score: the distributions are identical
         return 0.0
-    h_sig, edges = np.histogram(s[is_sig], bins=int(bins), range=(lo, hi), weights=w[is_sig])
-    h_bkg, _ = np.histogram(s[~is_sig], bins=edges, weights=w[~is_sig])
+    h_sig, h_bkg = class_histograms(idx, is_sig, w, int(bins))
     tot_sig, tot_bkg = h_sig.sum(), h_bkg.sum()
     if tot_sig <= 0 or tot_bkg <= 0:
         raise ValueError("class weights must sum to a positive value")

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from mva.evaluation._arrays import as_1d, check_inputs, positive_total, weights_or_ones
-from mva.evaluation.classification import descending, once
+from mva.evaluation.classification import class_histograms, descending, once, score_bins
 
 __all__ = [
     "SIGNIFICANT",
@@ -296,14 +296,10 @@ def separation(scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None =
     with ``r = (pS - pB) / (pS + pB)``. The histogram range is taken as fixed."""
     s, is_sig, w = check_inputs(scores, labels, weights)
     st = _strata(labels if strata is None else strata, s.size)
-    lo, hi = float(s.min()), float(s.max())
-    if lo == hi:
+    idx = score_bins(s, int(bins))
+    if idx is None:
         return Linearised(0.0, np.zeros(s.size), st)
-    edges = np.linspace(lo, hi, int(bins) + 1)
-    idx = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, int(bins) - 1)
-    w_sig = np.where(is_sig, w, 0.0)
-    h_sig = np.bincount(idx, weights=w_sig, minlength=int(bins))
-    h_bkg = np.bincount(idx, weights=w - w_sig, minlength=int(bins))
+    h_sig, h_bkg = class_histograms(idx, is_sig, w, int(bins))
     tot_sig, tot_bkg = h_sig.sum(), h_bkg.sum()
     if tot_sig <= 0 or tot_bkg <= 0:
         raise ValueError("class weights must sum to a positive value")

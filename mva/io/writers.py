@@ -117,6 +117,34 @@ def _root_compression(name: str | None) -> Any:
 #: entries per ROOT basket written (about 0.4 MB per float32 branch)
 BASKET_ENTRIES = 100_000
 
+#: a branch whose first entries compress to more than this fraction of their size is written
+#: uncompressed (floats with random low mantissa bits: features, weights): compressing it would
+#: cost CPU time for a file less than a tenth smaller
+INCOMPRESSIBLE = 0.9
+#: entries of a branch that the compression is tried on
+COMPRESSION_TRIAL = 16_384
+
+
+def _compresses(values: np.ndarray, codec: Any) -> bool:
+    """Whether ``codec`` shrinks the first entries of ``values`` (as stored: big-endian) below
+    :data:`INCOMPRESSIBLE` of their size."""
+    head = np.ascontiguousarray(values[:COMPRESSION_TRIAL], dtype=values.dtype.newbyteorder(">"))
+    raw = head.tobytes()
+    return len(codec.compress(raw)) < INCOMPRESSIBLE * len(raw)
+
+
+def _skip_incompressible(tree: Any, columns: Mapping[str, Any], codec: Any) -> None:
+    """Branches of a new ROOT ``tree`` that ``codec`` does not shrink are written uncompressed
+    (ROOT reads a branch's baskets with whatever compression each has)."""
+    if codec is None:
+        return
+    for name, v in columns.items():
+        if isinstance(v, Categorical):
+            continue
+        arr = np.asarray(v)
+        if arr.dtype.kind in "biuf" and arr.size and not _compresses(arr, codec):
+            tree[name].compression = None
+
 
 class TableWriter:
     """Append chunks of columns to one or more trees of an output file (format by extension).
@@ -155,6 +183,7 @@ class TableWriter:
             if tree not in self._trees:
                 types = {k: _root_type(v) for k, v in columns.items()}
                 self._trees[tree] = self._file.mktree(tree, types)
+                _skip_incompressible(self._trees[tree], columns, self._file.compression)
             n = len(next(iter(columns.values()))) if columns else 0
             # one basket per BASKET_ENTRIES: a reader of an entry range decompresses only the
             # baskets it needs (a single basket per branch makes every reader read it all)

@@ -14,8 +14,10 @@ from mva.evaluation.classification import (
     ks_2samp_weighted,
     roc_auc,
     roc_curve,
+    score_bins,
     separation,
     significance_scan,
+    sorted_once,
 )
 
 
@@ -240,6 +242,37 @@ def test_separation_integer_weights_equal_replication():
     weighted = separation(scores, labels, reps.astype(float), bins=40)
     replicated = separation(np.repeat(scores, reps), np.repeat(labels, reps), bins=40)
     assert weighted == pytest.approx(replicated, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_score_bins_are_numpy_histograms_bins(seed):
+    # values on the edges (a linspace), many ties (rounded) and plain floats: every score in
+    # the bin numpy.histogram counts it in, and the edges' bins as searchsorted finds them
+    rng = np.random.default_rng(seed)
+    n, bins = int(rng.integers(2, 20_000)), int(rng.integers(1, 150))
+    s = [np.linspace(-1.0, 2.0, n), np.round(rng.normal(size=n), 1), rng.normal(size=n)][seed % 3]
+    idx = score_bins(s, bins)
+    lo, hi = s.min(), s.max()
+    hist, edges = np.histogram(s, bins=bins, range=(lo, hi))
+    assert np.array_equal(np.bincount(idx, minlength=bins), hist)
+    assert np.array_equal(idx, np.clip(np.searchsorted(edges, s, side="right") - 1, 0, bins - 1))
+    assert score_bins(np.full(5, 0.3), bins) is None
+
+
+def test_separation_is_tmva_formula_on_numpy_histograms():
+    # the definition written out with numpy.histogram of each class on the common range
+    scores, labels, weights = _sample(13, n=20_000, discrete=False)
+    sig = labels == 1
+    rng = (scores.min(), scores.max())
+    hs, _ = np.histogram(scores[sig], bins=100, range=rng, weights=weights[sig])
+    hb, _ = np.histogram(scores[~sig], bins=100, range=rng, weights=weights[~sig])
+    ps, pb = hs / hs.sum(), hb / hb.sum()
+    ok = ps + pb > 0
+    expected = 0.5 * np.sum((ps[ok] - pb[ok]) ** 2 / (ps[ok] + pb[ok]))
+    assert separation(scores, labels, weights) == pytest.approx(expected, rel=1e-12)
+    with sorted_once():  # the bins computed once for the block, the same figure
+        assert separation(scores, labels, weights) == pytest.approx(expected, rel=1e-12)
+        assert score_bins(scores, 100) is score_bins(scores, 100)
 
 
 def test_separation_negative_weights_do_not_crash():
