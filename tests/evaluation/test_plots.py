@@ -252,6 +252,33 @@ def test_inputs_one_unit_area_panel_per_variable(tmp_path: Path, captured: list[
     np.testing.assert_allclose(edges % 1.0, 0.5)
 
 
+@pytest.mark.parametrize("style", [
+    {"fill": True, "color": "#5790fc", "alpha": 0.35},
+    {"color": "#5790fc", "lw": 1.5},
+    {"fill": True, "facecolor": "none", "edgecolor": "#e42536", "hatch": "//", "lw": 1.5},
+])
+def test_input_panels_draw_the_stairs_that_axes_stairs_draws(style) -> None:
+    # the input panels add their steps without matplotlib's data-limit scan; with the limits
+    # set as the panels set them the pixels are those of Axes.stairs
+    import matplotlib.pyplot as plt
+
+    from mva.evaluation.plots.inputs import _stairs
+
+    values, edges = np.array([0.2, 1.0, 0.6, 0.1]), np.linspace(-1.0, 3.0, 5)
+    images = []
+    for draw in (lambda ax: ax.stairs(values, edges, **style),
+                 lambda ax: _stairs(ax, values, edges, **style)):
+        fig, ax = plt.subplots(figsize=(3, 2), dpi=50)
+        patch = draw(ax)
+        ax.set_xlim(edges[0], edges[-1])
+        ax.set_ylim(0.0, 1.1)
+        fig.canvas.draw()
+        images.append(np.asarray(fig.canvas.buffer_rgba()).copy())
+        assert isinstance(patch, StepPatch) and patch in ax.patches
+        plt.close(fig)
+    np.testing.assert_array_equal(images[0], images[1])
+
+
 def test_inputs_one_unit_area_histogram_per_class_for_multiclass(
         tmp_path: Path, captured: list[Figure]) -> None:
     rng = np.random.default_rng(12)

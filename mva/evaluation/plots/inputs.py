@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.patches import StepPatch
 
 from mva.evaluation._arrays import positive_total
 from mva.evaluation.plots._common import (
@@ -71,6 +72,20 @@ def _class_columns(arr: np.ndarray, sel: np.ndarray, w: np.ndarray
     return rows, finite, w[sel], q
 
 
+def _stairs(ax: Axes, values: np.ndarray, edges: np.ndarray, *, fill: bool = False,
+            color: Any = None, **kwargs: Any) -> StepPatch:
+    """``ax.stairs`` (the same patch, colours and widths) without its update of the data
+    limits, which measures every step of the outline: each panel's limits are set explicitly,
+    and the measuring took a seventh of the drawing time of a 20-panel figure."""
+    if color is not None:
+        kwargs.setdefault("facecolor" if fill else "edgecolor", color)
+    if fill:
+        kwargs.setdefault("linewidth", 0)
+    patch = StepPatch(values, edges, baseline=0, fill=fill, **kwargs)
+    ax.add_artist(patch)
+    return patch
+
+
 def _grid(n: int) -> tuple[int, int]:
     ncols = max(1, math.ceil(math.sqrt(n)))
     return math.ceil(n / ncols), ncols
@@ -131,14 +146,14 @@ def plot_inputs(
                     logger.warning("%s: %s has no positive weight to normalise", names[j], label)
                     continue
                 if classes is not None:  # many classes: outlines only, filled ones would hide
-                    art = ax.stairs(hist[0], edges, color=colour, lw=1.8, label=label)
+                    art = _stairs(ax, hist[0], edges, color=colour, lw=1.8, label=label)
                 elif colour == BACKGROUND:
-                    art = ax.stairs(hist[0], edges, fill=True, facecolor="none", edgecolor=colour,
-                                    hatch="//", lw=1.5, label=label)
+                    art = _stairs(ax, hist[0], edges, fill=True, facecolor="none",
+                                  edgecolor=colour, hatch="//", lw=1.5, label=label)
                 else:
-                    art = ax.stairs(hist[0], edges, fill=True, color=colour, alpha=0.35,
-                                    label=label)
-                    ax.stairs(hist[0], edges, color=colour, lw=1.5)
+                    art = _stairs(ax, hist[0], edges, fill=True, color=colour, alpha=0.35,
+                                  label=label)
+                    _stairs(ax, hist[0], edges, color=colour, lw=1.5)
                 handles.setdefault(label, art)
                 top = max(top, float(np.max(hist[0])))
             if top > 0:
