@@ -139,10 +139,9 @@ def _skip_incompressible(tree: Any, columns: Mapping[str, Any], codec: Any) -> N
     if codec is None:
         return
     for name, v in columns.items():
-        if isinstance(v, Categorical):
-            continue
-        arr = np.asarray(v)
-        if arr.dtype.kind in "biuf" and arr.size and not _compresses(arr, codec):
+        # numeric numpy columns only (strings and anything else keep the file's compression)
+        if (isinstance(v, np.ndarray) and v.dtype.kind in "biuf" and v.size
+                and not _compresses(v, codec)):
             tree[name].compression = None
 
 
