@@ -9,10 +9,12 @@ business (:mod:`mva.tasks`); the records go to ``plots/index.json`` for the repo
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
@@ -178,21 +180,43 @@ def _lower_priority(parent_pid: int | None = None) -> None:
     _warm_up()
 
 
+#: what each plot roughly costs to draw (CPU seconds, PNG and PDF, 1M test events, 20 inputs:
+#: the benchmark run). The workers take the costliest waiting plot first, so that a run does
+#: not end with one worker drawing a large plot while the others have nothing left to draw;
+#: a plot not listed counts as :data:`DEFAULT_COST`
+PLOT_COST = {
+    "plot_inputs": 2.2, "plot_correlations": 1.7, "plot_all_class_scores": 1.5,
+    "plot_profiles": 1.0, "plot_rejection": 0.7, "plot_overtraining": 0.7,
+    "plot_cut_efficiencies": 0.6, "plot_probability": 0.5, "plot_roc": 0.35, "plot_loss": 0.3,
+    "plot_reliability": 0.3,
+}
+DEFAULT_COST = 0.5
+
+
 class Plotter:
     """Draws plots as they become possible, in low-priority worker processes.
 
     ``parallel=False`` draws each plot at once, in this process (small runs: starting workers
     would cost more than it saves). Call :meth:`wait` to get the written files; errors in a
     plot surface there.
+
+    In parallel, the submitted plots wait here and a feeder thread hands each worker the
+    costliest waiting one (:data:`PLOT_COST`) when it is free.
     """
 
     def __init__(self, parallel: bool):
         self.parallel = parallel
         self._pool: ProcessPoolExecutor | None = None
-        self._futures: list[Any] = []
+        self._futures: list[Future] = []
         self._written: list[Path] = []
         #: the records of the submitted jobs (which method and kind each plot is)
         self.records: list[dict[str, Any]] = []
+        # the waiting jobs as a heap of (-cost, order, job, future), the free workers
+        self._cond = threading.Condition()
+        self._waiting: list[tuple[float, int, Job, Future]] = []
+        self._free = 0
+        self._closed = False
+        self._feeder: threading.Thread | None = None
         if parallel:
             # the workers start now: they import matplotlib and warm it up (seconds) on the
             # core that reading the inputs leaves idle, and this process never imports it
@@ -208,7 +232,13 @@ class Plotter:
             return
         if self._pool is None:
             self._start()
-        self._futures += [self._pool.submit(_run_job, job) for job in jobs]
+        with self._cond:
+            for job in jobs:
+                future: Future = Future()
+                self._futures.append(future)
+                cost = PLOT_COST.get(job[0], DEFAULT_COST)
+                heapq.heappush(self._waiting, (-cost, len(self._futures), job, future))
+            self._cond.notify()
 
     def _start(self) -> None:
         cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -222,6 +252,38 @@ class Plotter:
                                          initializer=_lower_priority, initargs=(os.getpid(),))
         # a forking pool starts all its workers at the first submission
         self._pool.submit(int)
+        self._free, self._closed = max(1, cores), False
+        self._feeder = threading.Thread(target=self._feed, args=(self._pool,), daemon=True,
+                                        name="mva-plot-feeder")
+        self._feeder.start()
+
+    def _feed(self, pool: ProcessPoolExecutor) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and not (self._waiting and self._free > 0):
+                    self._cond.wait()
+                if self._closed:
+                    return
+                *_, job, future = heapq.heappop(self._waiting)
+                self._free -= 1
+            try:
+                done = pool.submit(_run_job, job)
+            except Exception as exc:  # the pool was shut down or broke meanwhile
+                self._finished(future, None, exc)
+                continue
+            done.add_done_callback(lambda f, future=future: self._finished(future, f))
+
+    def _finished(self, future: Future, done: Future | None,
+                  exc: BaseException | None = None) -> None:
+        with self._cond:
+            self._free += 1
+            self._cond.notify()
+        if done is not None and done.cancelled():
+            future.cancel()
+        elif done is not None and done.exception() is None:
+            future.set_result(done.result())
+        else:
+            future.set_exception(exc if done is None else done.exception())
 
     def wait(self) -> list[Path]:
         try:
@@ -232,6 +294,15 @@ class Plotter:
             self.close()
 
     def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            waiting, self._waiting = self._waiting, []
+            self._cond.notify_all()
+        for *_, future in waiting:
+            future.cancel()
+        if self._feeder is not None:
+            self._feeder.join()
+            self._feeder = None
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None

@@ -269,8 +269,15 @@ def auc(scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None = None,
         Independently sampled class of every event (default: the labels). A multiclass
         one-vs-rest AUC passes the true classes, so that the "rest" is stratified too.
     """
+    if strata is None:  # stratified by the labels: once per sorted_once block
+        return once("auc", scores, labels, weights, _labels_auc)
     r = _ranked(scores, labels, weights)
-    return r.auc(_strata(labels if strata is None else strata, r.s.size))
+    return r.auc(_strata(strata, r.s.size))
+
+
+def _labels_auc(scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None) -> Linearised:
+    r = _ranked(scores, labels, weights)
+    return r.auc(_strata(labels, r.s.size))
 
 
 def eff_sig_at_bkg(scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None = None,
@@ -566,7 +573,8 @@ def binary_errors(scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | Non
     st = _strata(labels, r.s.size)
     _, eff_err = r.eff_sig_err(np.asarray(eff_bkg, dtype=float), st)
     return {
-        "roc_auc_err": r.auc(st).json_err,
+        # the AUC that auc() gives for these arrays, on this ranking
+        "roc_auc_err": once("auc", scores, labels, weights, lambda *_: r.auc(st)).json_err,
         "eff_sig_at_bkg_err": dict(zip(_eff_keys(eff_bkg), map(_json_float, eff_err),
                                        strict=True)),
         "separation_err": separation(r.s, r.is_sig, r.w, strata=st).json_err,

@@ -63,3 +63,42 @@ print("ok")
                          timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_parallel_plotter_hands_the_costliest_waiting_plot_to_a_worker_first(
+        tmp_path: Path) -> None:
+    """Plots waiting together go to the workers costliest first (equal costs in the order
+    submitted), so that a run does not end with one worker drawing a large plot alone; each
+    plot is drawn once and every file is written."""
+    from mva.evaluation import figures
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 2))
+    labels = (rng.random(400) < 0.5).astype(int)
+    scores = rng.random(400)
+    curve = (np.linspace(0, 1, 50), np.linspace(0, 1, 50) ** 0.5, 0.7, None, None)
+    jobs = [
+        ("plot_loss", ("m", {"train": [1.0, 0.5]}, tmp_path / "loss"), {"formats": ("png",)}),
+        ("plot_roc", ({"m": curve}, tmp_path / "roc"), {"formats": ("png",)}),
+        ("plot_reliability", ("m", np.linspace(0.1, 0.9, 5), np.linspace(0.1, 0.9, 5),
+                              tmp_path / "rel"), {"formats": ("png",)}),
+        ("plot_inputs", (X, labels, None, ["a", "b"], tmp_path / "inputs"),
+         {"formats": ("png",)}),
+        ("plot_overtraining", ("m", (scores, labels, None), (scores, labels, None), (0.5, 0.5),
+                               tmp_path / "over"), {"formats": ("png",)}),
+    ]
+    plotter = Plotter(parallel=True)
+    handed: list[str] = []
+    submit = plotter._pool.submit
+    plotter._pool.submit = lambda fn, job: (handed.append(job[0]), submit(fn, job))[1]
+    try:
+        plotter.submit(jobs)
+        written = plotter.wait()
+    finally:
+        plotter.close()
+    expected = sorted((j[0] for j in jobs), key=lambda f: -figures.PLOT_COST[f])
+    assert handed == expected
+    assert handed[0] == "plot_inputs" and handed.index("plot_loss") < handed.index(
+        "plot_reliability")  # equal costs: submitted order
+    assert sorted(p.name for p in written) == ["inputs.png", "loss.png", "over.png",
+                                               "rel.png", "roc.png"]

@@ -362,13 +362,17 @@ def test_the_ranking_is_made_once_per_sorted_once_block(monkeypatch) -> None:
     s, y, w = rng.normal(size=4000), rng.integers(0, 2, 4000), rng.uniform(0.5, 1.5, 4000)
     plain = (unc.binary_errors(s, y, w), unc.auc(s, y, w).err,
              unc.eff_sig_at_bkg(s, y, w, [0.05, 0.2])[1].tolist())
-    made = []
-    real = unc._Ranked
+    made, influences = [], []
+    real, real_auc = unc._Ranked, unc._Ranked.auc
     monkeypatch.setattr(unc, "_Ranked", lambda *a: made.append(a) or real(*a))
+    monkeypatch.setattr(real, "auc", lambda self, st: influences.append(1) or real_auc(self, st))
     with cm.sorted_once():
         cached = (unc.binary_errors(s, y, w), unc.auc(s, y, w).err,
                   unc.eff_sig_at_bkg(s, y, w, [0.05, 0.2])[1].tolist())
         assert len(made) == 1
+        # the AUC's influences too: binary_errors' are the ones auc() returns
+        assert len(influences) == 1 and unc.auc(s, y, w) is unc.auc(s, y, w)
+        assert unc.auc(s, y, w, strata=np.zeros(s.size, int)).err != cached[1]  # not cached
         unc.auc(s[::-1].copy(), y[::-1].copy(), w)  # other arrays: ranked on their own
         assert len(made) == 2
     assert cached == plain

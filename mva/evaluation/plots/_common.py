@@ -6,6 +6,7 @@ Importing this module selects matplotlib's non-interactive Agg backend before py
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -112,30 +113,53 @@ def _png_as_drawn(fig: Figure) -> bool:
             and not rc["savefig.transparent"])
 
 
+#: the margin (inches) around a figure without a layout engine that its PNG draw covers: a
+#: legend above the axes or a long tick label may reach beyond the figure's edges, and
+#: ``bbox_inches="tight"`` shows them
+_MARGIN_IN = 2.0
+
+
 def _save_png_drawn(fig: Figure, path: Path, tight: bool) -> Any:
     """Draw the figure once on its Agg canvas (the layout engine runs in that draw), write the
     PNG from the canvas (cropped to the padded tight box) and return the box for the other
     formats, as :func:`_fixed_layout` does.
 
     One draw instead of two: ``savefig`` would render the PNG again after the layout draw.
-    A figure whose content reaches beyond its own edges (which a crop cannot show) is saved
-    by ``savefig`` with the box.
+    A figure without a layout engine is drawn on a canvas a margin larger on every side
+    (``savefig`` with that box: a shift by whole pixels), so that content beyond its own
+    edges is in the crop too; content beyond the margin, or beyond the edges of a figure with
+    a layout engine (which the enlarged draw would lay out again), is saved by ``savefig``
+    with the box.
     """
     import matplotlib.image as mimage
     from matplotlib.colors import to_rgba
+    from matplotlib.transforms import Bbox
 
-    fig.canvas.draw()
-    bbox = _keep_layout(fig, tight, fig.canvas.get_renderer())
-    image = np.asarray(fig.canvas.buffer_rgba())
+    w, h = fig.get_size_inches()
+    margin = 0.0
+    if tight and fig.get_layout_engine() is None:
+        margin = np.ceil(_MARGIN_IN * fig.dpi) / fig.dpi  # whole pixels: the same rendering
+        buf = io.BytesIO()
+        fig.savefig(buf, format="rgba", bbox_inches=Bbox([[-margin, -margin],
+                                                          [w + margin, h + margin]]))
+        rows, cols = int(round((h + 2 * margin) * fig.dpi)), int(round((w + 2 * margin) * fig.dpi))
+        image = np.frombuffer(buf.getbuffer(), dtype=np.uint8).reshape(rows, cols, 4)
+        # the renderer of that draw measured every text already (its caches are warm)
+        renderer = getattr(fig.canvas, "renderer", None) or _renderer(fig)
+        bbox = _keep_layout(fig, tight, renderer)
+    else:
+        fig.canvas.draw()
+        bbox = _keep_layout(fig, tight, fig.canvas.get_renderer())
+        image = np.asarray(fig.canvas.buffer_rgba())
     if bbox is not None:
         content = bbox.padded(-plt.rcParams["savefig.pad_inches"])
-        w, h = fig.get_size_inches()
         tol = 0.5 / fig.dpi
-        if (content.x0 < -tol or content.y0 < -tol or content.x1 > w + tol
-                or content.y1 > h + tol):
+        if (content.x0 < -margin - tol or content.y0 < -margin - tol
+                or content.x1 > w + margin + tol or content.y1 > h + margin + tol):
             fig.savefig(path, format="png", bbox_inches=bbox)
             return bbox
-        image = _crop(image, bbox, fig.dpi, to_rgba(fig.get_facecolor()))
+        image = _crop(image, bbox.translated(margin, margin), fig.dpi,
+                      to_rgba(fig.get_facecolor()))
     mimage.imsave(path, image, format="png", origin="upper", dpi=fig.dpi)
     return bbox
 
