@@ -109,12 +109,37 @@ def _fit_method(cfg: Config, task: Any, spec: Any, tr: Events, te: Events, w_tra
             if note.startswith(("default", "tuned")):
                 log.info("%s: %s", spec.name, note)
     p_tr = s_tr = None
-    if train_scores:
+    # the fit's own predictions of its events, where it has them (of no use for other events)
+    cached = model.take_fit_predictions()
+    if train_scores and score is None and cached is not None:
+        p_tr, s_tr = _in_order(cached, [fit_idx, val_idx] if fraction > 0 else [None],
+                               len(Xtr))
+    elif train_scores:
         p_tr, s_tr = model.predict_with_sigma(Xtr if score is None
                                               else pipeline.transform(score.features))
     p_te, s_te = model.predict_with_sigma(Xte)
     trained = TrainedMethod(spec.name, spec.type, spec.params, pipeline, model)
     return MethodResult(trained, p_tr, p_te, s_tr, s_te, {}, fit_seconds, tuning)
+
+
+def _gather(parts: list[np.ndarray | None], where: list[np.ndarray], n: int
+            ) -> np.ndarray | None:
+    """One array of ``n`` events from the parts at the rows ``where`` (None: no parts)."""
+    if parts[0] is None:
+        return None
+    out = np.empty((n, *parts[0].shape[1:]), dtype=parts[0].dtype)
+    for p, idx in zip(parts, where, strict=True):
+        out[idx] = p
+    return out
+
+
+def _in_order(parts: list[tuple[np.ndarray, np.ndarray | None]],
+              rows: list[np.ndarray | None], n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The (prediction, width) of ``n`` events from those of the parts at ``rows`` (the fit
+    and validation events; ``[None]``: one part of every event in order)."""
+    if rows[0] is None:
+        return parts[0]
+    return (_gather([p for p, _ in parts], rows, n), _gather([s for _, s in parts], rows, n))
 
 
 def _short(v: Any) -> str:
@@ -225,12 +250,7 @@ def _combine_folds(spec: Any, folds: list[Fold], results: list[MethodResult], n:
     """One result from the fold results: out-of-fold test scores and training scores of every
     event, in event order."""
     def gather(parts: list[np.ndarray | None], where: list[np.ndarray]) -> np.ndarray | None:
-        if parts[0] is None:
-            return None
-        out = np.empty((n, *parts[0].shape[1:]), dtype=parts[0].dtype)
-        for p, idx in zip(parts, where, strict=True):
-            out[idx] = p
-        return out
+        return _gather(parts, where, n)
 
     tests, trains = [f.test for f in folds], [f.score_train for f in folds]
     trained = FoldedMethod(spec.name, spec.type, spec.params, [r.trained for r in results])

@@ -92,6 +92,15 @@ class Method:
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.predict_with_sigma(X)[0]
 
+    def take_fit_predictions(self) -> list[tuple[np.ndarray, np.ndarray | None]] | None:
+        """What :meth:`predict_with_sigma` returns for the events of the last :meth:`fit` and,
+        second, for its ``validation`` events, where the fit had them at no cost (xgboost
+        keeps the predictions of its training and evaluation matrices up to date as it adds
+        trees); else None. Handed out once (they are not kept with the model)."""
+        out = getattr(self, "_fit_predictions", None)
+        self._fit_predictions = None
+        return out
+
     def predict_with_sigma(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Prediction and, for methods that estimate it, the per-event width (else None)."""
         return self._predict(X), None

@@ -179,11 +179,12 @@ class BDT(Method):
         if validation is not None:
             Xv, yv, wv = validation
             validation = (Xv, self._label(yv), wv)
+        self.n_targets_ = n_targets
         if self.params.distributed:
+            self._fit_predictions = None
             self.booster_, result = self._train_dask(params, X, label, w, validation)
         else:
             self.booster_, result = self._train(params, X, label, w, validation)
-        self.n_targets_ = n_targets
         # loss curves after training, on seeded subsamples: per-tree evaluation inside xgboost
         # costs about 10 % of the training time at a million events; this costs next to nothing
         rng = np.random.default_rng(self.seed)
@@ -197,6 +198,8 @@ class BDT(Method):
         self.n_trees_ = self.booster_.num_boosted_rounds()
         best = getattr(self.booster_, "best_iteration", None)
         self.best_iteration_ = int(best) + 1 if validation is not None and best is not None else self.n_trees_
+        if self._fit_predictions is not None and self.best_iteration_ < self.n_trees_:
+            self._fit_predictions = None  # of every tree; the model predicts with fewer
         if self.best_iteration_ < self.n_trees_:
             self.notes_.append(f"early stopping: best iteration {self.best_iteration_} of "
                                f"{self.n_trees_} trees")
@@ -226,10 +229,33 @@ class BDT(Method):
         booster = xgb.train(
             params, dtrain, num_boost_round=self.params.n_estimators,
             evals=evals, evals_result=result, verbose_eval=False,
-            callbacks=[xgboost_progress(self.params.n_estimators, "bdt: training")],
+            callbacks=[xgboost_progress(self.params.n_estimators, "bdt: training"),
+                       self._cached_predictions([dtrain] + [d for d, _ in evals])],
             early_stopping_rounds=self.resolved_["early_stopping_rounds"] if evals else None,
         )
         return booster, result
+
+    def _cached_predictions(self, matrices: list) -> object:
+        """A callback that keeps the predictions of the training (and validation) matrices
+        before ``xgb.train`` drops its caches: xgboost updates them with every tree it adds,
+        so reading them is free where predicting a million training events again costs a
+        second of CPU. Only where the model predicts with every tree (no early stop before
+        the last one): the cache holds the sum over all of them."""
+        from mva.methods._xgb import xgb
+
+        method = self
+
+        class _Keep(xgb.callback.TrainingCallback):
+            def after_training(self, model: object) -> object:
+                best = model.attr("best_iteration")
+                if best is None or int(best) + 1 == model.num_boosted_rounds():
+                    method._fit_predictions = [
+                        (method._scores(model.predict(m, output_margin=method.is_multiclass),
+                                        m.num_row()), None) for m in matrices]
+                return model
+
+        self._fit_predictions = None
+        return _Keep()
 
     def _train_dask(self, params: dict, X: np.ndarray, label: np.ndarray, w: np.ndarray,
                     validation: tuple | None) -> tuple[object, dict]:
@@ -334,15 +360,19 @@ class BDT(Method):
 
     def _predict(self, X):
         self._check_fitted()
+        out = self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_),
+                                            predict_type="margin" if self.is_multiclass
+                                            else "value")
+        return self._scores(out, len(X))
+
+    def _scores(self, out: np.ndarray, n: int) -> np.ndarray:
+        """The scores of ``n`` events from xgboost's output: margins (multiclass) or values."""
         if self.is_multiclass:
             # softmax of the margins in float64: xgboost's float32 probabilities sum to 1 only
             # to about 1e-7
-            margin = self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_),
-                                                   predict_type="margin")
-            return softmax(np.asarray(margin).reshape(len(X), self.n_classes))
-        pred = self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_))
-        pred = np.asarray(pred, dtype=np.float64)
-        return pred if self.is_classification else pred.reshape(len(X), self.n_targets_)
+            return softmax(np.asarray(out).reshape(n, self.n_classes))
+        pred = np.asarray(out, dtype=np.float64)
+        return pred if self.is_classification else pred.reshape(n, self.n_targets_)
 
     def feature_importance(self, n_features: int) -> np.ndarray:
         """Total gain per feature, normalised to sum 1."""

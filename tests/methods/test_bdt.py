@@ -347,3 +347,75 @@ def test_xgboost_openmp_threads_sleep_when_idle_unless_the_user_says(user) -> No
     assert after.split()[0] == str(user)
     torch_spin = [line for line in after.splitlines() if "GOMP_SPINCOUNT" in line]
     assert len(torch_spin) == 1 and "'0'" not in torch_spin[0]
+
+
+def _awkward_inputs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 inputs with ties (small integers) and missing values, and a weight of each sign."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5)).astype(np.float32)
+    X[:, 1] = rng.integers(0, 5, n)
+    X[rng.random(n) < 0.05, 2] = np.nan
+    return X, rng.uniform(-0.2, 1.5, n)
+
+
+@pytest.mark.parametrize("task", ["classification", "multiclass", "regression"])
+@pytest.mark.parametrize("validation", [False, True])
+def test_fit_predictions_are_the_model_predictions(task: str, validation: bool) -> None:
+    """The training and validation events' scores that the fit hands out (xgboost's
+    prediction caches) are what predicting those events gives, bit for bit."""
+    X, w = _awkward_inputs(6000, seed=3)
+    y = {"classification": (X[:, 0] + X[:, 1] > 2).astype(np.int8),
+         "multiclass": (X[:, 1] % 3).astype(np.int64),
+         "regression": (2 * X[:, 0] + X[:, 1])[:, None]}[task]
+    fit, val = np.arange(0, len(X), 2), np.arange(1, len(X), 2)
+    m = BDT({**FAST, "early_stopping": validation}, task, n_classes=3)
+    m.fit(X[fit], y[fit], w[fit], validation=(X[val], y[val], w[val]) if validation else None)
+    assert m.best_iteration_ == m.n_trees_ == 60   # no early stop: every tree counts
+    parts = m.take_fit_predictions()
+    assert len(parts) == (2 if validation else 1)
+    for (pred, sigma), rows in zip(parts, [fit, val], strict=False):
+        assert sigma is None
+        assert pred.dtype == np.float64
+        np.testing.assert_array_equal(pred, m.predict(X[rows]))
+    assert m.take_fit_predictions() is None   # handed out once
+
+
+def test_no_fit_predictions_when_early_stopping_drops_trees() -> None:
+    X, y = two_gaussians(300, seed=2, shift=1.0)
+    Xv, yv = two_gaussians(300, seed=3, shift=1.0)
+    params = {"n_estimators": 400, "max_depth": 6, "learning_rate": 0.5,
+              "early_stopping_rounds": 5, "n_jobs": 1}
+    m = BDT(params, "classification").fit(X, y, np.ones(len(X)),
+                                          validation=(Xv, yv, np.ones(len(Xv))))
+    assert m.best_iteration_ < m.n_trees_
+    # the caches hold the sum over every tree; the model predicts with the best ones
+    assert m.take_fit_predictions() is None
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_training_scores_of_a_run_come_from_the_fit(early_stopping: bool, monkeypatch) -> None:
+    """``_fit_method`` takes the training scores from the fit (no second prediction of the
+    training events) and puts them in event order, validation events included."""
+    from mva.config import parse_config
+    from mva.io.events import Events
+    from mva.methods.bdt import BDT as Bdt
+    from mva.training import _fit_method
+
+    X, w = _awkward_inputs(4000, seed=5)
+    y = (X[:, 0] + X[:, 1] > 2).astype(np.int8)
+    names = [f"x{j}" for j in range(5)]
+    cfg = parse_config({"task": "classification",
+                        "data": {"signal": {"files": ["s.root"], "tree": "t"},
+                                 "background": {"files": ["b.root"], "tree": "t"},
+                                 "features": names},
+                        "methods": {"bdt": {"type": "bdt", **FAST,
+                                            "early_stopping": early_stopping}}})
+    tr = Events(features=X[:3000], weights=w[:3000], feature_names=names, labels=y[:3000])
+    te = Events(features=X[3000:], weights=w[3000:], feature_names=names, labels=y[3000:])
+    predicted_rows = []
+    original = Bdt._predict
+    monkeypatch.setattr(Bdt, "_predict",
+                        lambda self, Z: predicted_rows.append(len(Z)) or original(self, Z))
+    res = _fit_method(cfg, cfg.task_, cfg.methods["bdt"], tr, te, np.abs(tr.weights), None)
+    assert predicted_rows == [len(te)]   # the test events only
+    np.testing.assert_array_equal(res.pred_train, res.trained.model.predict(tr.features))

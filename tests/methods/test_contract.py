@@ -109,6 +109,21 @@ def test_shapes_and_storage_roundtrip(kind: str, task: str, tmp_path: Path) -> N
 
 
 @parametrise
+def test_fit_predictions_are_predictions(kind: str, task: str) -> None:
+    """A method that hands out the predictions of its training events from the fit (instead
+    of a second prediction) hands out exactly what predicting them gives."""
+    X, y = toy(task, 150, seed=4)
+    m = make(kind, task).fit(X, y, np.ones(len(X)))
+    parts = m.take_fit_predictions()
+    if parts is not None:
+        (pred, sigma), = parts
+        ref, ref_sigma = m.predict_with_sigma(X)
+        np.testing.assert_array_equal(pred, ref)
+        assert (sigma is None) == (ref_sigma is None)
+    assert m.take_fit_predictions() is None
+
+
+@parametrise
 def test_no_events_in_no_events_out(kind: str, task: str) -> None:
     X, y = toy(task, 50, seed=14)
     m = make(kind, task).fit(X, y, np.ones(len(X)))
