@@ -63,6 +63,21 @@ def test_flat_branches_of_odd_types_match_uproot(nano: dict) -> None:
     assert ev.sources[0]["entries"] == 40 and ev.sources[0]["tree"] == "Events"
 
 
+def test_local_files_are_read_without_fsspec(nano: dict) -> None:
+    """A local file is read through uproot's plain file source (fsspec's event-loop and file
+    threads hand every chunk over twice), with the same values as uproot's default; remote
+    URLs keep uproot's choice."""
+    from mva.io.readers import _local_handler, _open_root
+
+    f = _open_root(NANO)
+    assert isinstance(f.file.source, uproot.MultithreadedFileSource)
+    np.testing.assert_array_equal(f["Events"]["PuppiMET_pt"].array(library="np"),
+                                  nano["PuppiMET_pt"])
+    for url in ("root://eosuser.cern.ch//eos/a.root", "https://example.org/a.root",
+                "s3://bucket/a.root"):
+        assert _local_handler(url) == {}
+
+
 def test_jagged_branches_index_and_reduce(nano: dict) -> None:
     feats = ["Muon_pt[0]", "Muon_pt[1]", "Muon_highPtId[1]", "count(Muon_pt)",
              "sum(Muon_tightId)", "max(abs(Muon_eta))"]
