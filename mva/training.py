@@ -249,18 +249,15 @@ def _combine_folds(spec: Any, folds: list[Fold], results: list[MethodResult], n:
                    ) -> MethodResult:
     """One result from the fold results: out-of-fold test scores and training scores of every
     event, in event order."""
-    def gather(parts: list[np.ndarray | None], where: list[np.ndarray]) -> np.ndarray | None:
-        return _gather(parts, where, n)
-
     tests, trains = [f.test for f in folds], [f.score_train for f in folds]
     trained = FoldedMethod(spec.name, spec.type, spec.params, [r.trained for r in results])
     tuning = ([r.tuning for r in results] if any(r.tuning is not None for r in results)
               else None)
     return MethodResult(
-        trained, gather([r.pred_train for r in results], trains),
-        gather([r.pred_test for r in results], tests),
-        gather([r.sigma_train for r in results], trains),
-        gather([r.sigma_test for r in results], tests), {},
+        trained, _gather([r.pred_train for r in results], trains, n),
+        _gather([r.pred_test for r in results], tests, n),
+        _gather([r.sigma_train for r in results], trains, n),
+        _gather([r.sigma_test for r in results], tests, n), {},
         sum(r.fit_seconds for r in results), tuning)
 
 
